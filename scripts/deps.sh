@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install the Debian packages mqtt2zeebe builds, tests and demos with.
+# Usage: scripts/deps.sh [--cross]   (--cross adds the ARM toolchains + qemu)
+set -euo pipefail
+
+pkgs=(
+	build-essential pkg-config make
+	libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
+	libmbedtls-dev libmosquitto-dev libinih-dev libcjson-dev
+	libcmocka-dev
+	mosquitto mosquitto-clients openssl
+	python3 python3-grpcio python3-protobuf protobuf-compiler
+	python3-pytest python3-paho-mqtt
+)
+if [ "${1:-}" = "--cross" ]; then
+	pkgs+=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf qemu-user mmdebstrap)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && { echo "deps: all ${#pkgs[@]} packages present"; exit 0; }
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "deps: installing ${missing[*]}"
+$sudo apt-get update -q
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"

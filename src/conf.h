@@ -1,0 +1,154 @@
+/* conf.h - the INI configuration: parse, environment overrides, checks.
+ *
+ * File format (inih): sections [zeebe], [oauth], [mqtt], [spool],
+ * [forward], [log] and any number of [route NAME] sections. Every key is
+ * in one option table in conf.c (key, type, default, range, env, help); the
+ * README's reference is generated from the same facts.
+ *
+ * Durations accept a unit: "250ms", "10s", "5m", "1h", "7d"; a bare number
+ * means milliseconds. Sizes accept "512", "64KiB", "4MiB", "1GiB" (also
+ * kB/MB/GB as powers of ten). Booleans: true/false/yes/no/on/off/1/0.
+ *
+ * Errors: conf_load() returns M2Z_ERR_CONFIG and fills err with
+ * "FILE:LINE: what was expected" (main prints it and exits 2). Lines longer
+ * than CONF_MAX_LINE are an error at their own line (Debian's libinih would
+ * silently cut them).
+ *
+ * Ownership: every string in struct config is owned by the config and freed
+ * by conf_free(). Strings are never NULL: unset strings are "". */
+#ifndef M2Z_CONF_H
+#define M2Z_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONF_MAX_LINE 4096
+#define CONF_MAX_ROUTES 256
+
+enum spool_sync { SPOOL_SYNC_NONE = 0, SPOOL_SYNC_GROUP, SPOOL_SYNC_ALWAYS };
+enum spool_full { SPOOL_FULL_BLOCK = 0, SPOOL_FULL_DROP_OLDEST, SPOOL_FULL_REJECT_NEWEST };
+enum var_mode { VARS_PAYLOAD = 0, VARS_NONE };
+
+struct conf_zeebe {
+	char *address;          /* host:port; env ZEEBE_ADDRESS (ZEEBE_HOST/ZEEBE_PORT win) */
+	bool insecure;          /* plaintext; env ZEEBE_INSECURE_CONNECTION (only "true" = on) */
+	char *ca_certificate;   /* PEM file; "" = system roots; env ZEEBE_CA_CERTIFICATE_PATH */
+	char *override_authority; /* TLS name to verify; env ZEEBE_OVERRIDE_AUTHORITY */
+	int64_t request_timeout_ms; /* per call deadline, default 10s */
+	int64_t keepalive_ms;   /* default 45s, min 30s; env ZEEBE_KEEP_ALIVE (ms) */
+	size_t max_message_size; /* default 4MiB */
+	int max_in_flight;      /* calls in flight on the channel, default 64 */
+};
+
+struct conf_oauth {
+	bool enabled;           /* derived: client_id or client_secret set */
+	char *client_id;        /* env ZEEBE_CLIENT_ID */
+	char *client_secret;    /* env ZEEBE_CLIENT_SECRET; never logged */
+	char *url;              /* env ZEEBE_AUTHORIZATION_SERVER_URL,
+				   default https://login.cloud.camunda.io/oauth/token */
+	char *audience;         /* env ZEEBE_TOKEN_AUDIENCE; default: zeebe address minus :port */
+	char *scope;            /* env ZEEBE_TOKEN_SCOPE; sent only when set */
+	char *ca_certificate;   /* PEM for the token endpoint; "" = system roots
+				   (falls back to ZEEBE_CA_CERTIFICATE_PATH when that is set) */
+	int64_t request_timeout_ms; /* default 10s; env ZEEBE_AUTH_REQUEST_TIMEOUT (ms) */
+	int64_t refresh_ahead_ms;   /* refresh this long before expiry, default 30s, min 10s */
+};
+
+struct conf_mqtt {
+	char *host;             /* default localhost */
+	int port;               /* default 1883 (8883 when tls) */
+	char *client_id;        /* default "mqtt2zeebe-<hostname>"; must be stable for a persistent session */
+	char *username;
+	char *password;         /* never logged */
+	int keepalive_s;        /* default 60 */
+	bool clean_session;     /* default false: the broker keeps our QoS>0 messages while we are away */
+	bool tls;               /* default false */
+	char *ca_file;
+	char *cert_file;
+	char *key_file;
+	bool tls_insecure;      /* skip broker hostname check; default false */
+	int64_t reconnect_min_ms; /* default 1s */
+	int64_t reconnect_max_ms; /* default 60s */
+};
+
+struct conf_spool {
+	char *directory;        /* default /var/lib/mqtt2zeebe; created 0700 */
+	enum spool_sync sync;   /* "none" | "group" (default) | "always" */
+	int64_t group_commit_ms;/* fsync interval for "group", default 50ms */
+	uint64_t max_bytes;     /* default 256MiB */
+	int64_t max_age_ms;     /* 0 = unlimited (default) */
+	enum spool_full on_full;/* "block" (default) | "drop_oldest" | "reject_newest" */
+	uint64_t segment_bytes; /* default 16MiB */
+};
+
+struct conf_forward {
+	int64_t retry_initial_ms;   /* default 100ms */
+	int64_t retry_max_ms;       /* default 30s */
+	int64_t shutdown_timeout_ms;/* wait for in-flight calls on SIGTERM, default 5s */
+	char *dead_letter_topic;    /* "" = off; else each dead letter is also published here */
+};
+
+struct conf_log {
+	int level;                  /* LOG_LVL_*, default info */
+	int64_t stats_interval_ms;  /* counters line interval, default 60s, 0 = off */
+};
+
+/* One [route NAME] section. Template strings use the syntax in route.h. */
+struct conf_route {
+	char *name;                 /* the section's NAME */
+	int line;                   /* line of the [route NAME] header */
+	char *topic;                /* MQTT topic filter, required */
+	int topic_line;
+	int qos;                    /* subscription QoS 0..2, default 1 */
+	char *message_name;         /* template, required */
+	int message_name_line;
+	char *correlation_key;      /* template, required */
+	int correlation_key_line;
+	char *message_id;           /* template; "auto" (default) = derived; "none" = no id */
+	int message_id_line;
+	int64_t ttl_ms;             /* default 1h; 0 = correlate only with open subscriptions */
+	char *tenant_id;            /* template; "" = gateway default */
+	int tenant_id_line;
+	enum var_mode variables;    /* "payload" (default) | "none" */
+	char *wrap_key;             /* key for non-object payloads, default "value" */
+	char *topic_variable;       /* "" = off; else variable name that gets the topic */
+	char *time_variable;        /* "" = off; else variable name that gets receive time (RFC 3339) */
+	/* extra variables: "var.NAME = template" keys, in file order */
+	size_t n_vars;
+	char **var_names;
+	char **var_templates;
+	int *var_lines;
+};
+
+struct config {
+	char *path;                 /* the file that was loaded */
+	struct conf_zeebe zeebe;
+	struct conf_oauth oauth;
+	struct conf_mqtt mqtt;
+	struct conf_spool spool;
+	struct conf_forward forward;
+	struct conf_log log;
+	size_t n_routes;
+	struct conf_route *routes;  /* in file order */
+};
+
+/* Parse PATH, apply environment overrides (getenv), fill defaults, run
+ * cross-field checks. On error returns M2Z_ERR_CONFIG with err set to
+ * "PATH:LINE: message" (or "PATH: message" for whole-file problems) and *out
+ * untouched. On success *out is owned by the caller (conf_free). */
+int conf_load(const char *path, struct config **out, char *err, size_t errlen);
+
+/* Same, from a string (unit tests, embedded demo default); NAME is used in
+ * messages in place of a path. */
+int conf_load_string(const char *name, const char *text, struct config **out,
+		     char *err, size_t errlen);
+
+void conf_free(struct config *cfg);
+
+/* Parse helpers, exposed for the unit tests. Return 0 or M2Z_ERR_PARSE. */
+int conf_parse_duration_ms(const char *s, int64_t *out);
+int conf_parse_size(const char *s, uint64_t *out);
+int conf_parse_bool(const char *s, bool *out);
+
+#endif

@@ -1,0 +1,41 @@
+/* mqtt_in.h - the libmosquitto session: connect, subscribe, reconnect.
+ *
+ * Threaded loop (mosquitto_loop_start): libmosquitto writes the QoS 1 PUBACK
+ * only after the message callback returns, so a message handed to
+ * MSG_FN is acknowledged to the broker only once MSG_FN has returned —
+ * by then it is in the spool. Persistent session (clean_session = false) by
+ * default, so the broker keeps QoS>0 messages while we are away. */
+#ifndef M2Z_MQTT_IN_H
+#define M2Z_MQTT_IN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct conf_mqtt;
+struct mqtt_in;
+
+/* Called on libmosquitto's thread for every message. TOPIC and PAYLOAD are
+ * borrowed for the duration of the call. */
+typedef void (*mqtt_in_msg_fn)(void *arg, const char *topic, const void *payload,
+			       size_t len, int qos, bool retain);
+
+struct mqtt_sub {
+	const char *filter;
+	int qos;
+};
+
+/* Copies CONF's strings and SUBS. */
+int mqtt_in_new(const struct conf_mqtt *conf, const struct mqtt_sub *subs, size_t n,
+		mqtt_in_msg_fn fn, void *arg, struct mqtt_in **out);
+/* Connect (asynchronously; failures are retried with backoff) and start. */
+int mqtt_in_start(struct mqtt_in *mi);
+/* Publish (dead-letter republish). Non-blocking; 0 or M2Z_ERR_NET. */
+int mqtt_in_publish(struct mqtt_in *mi, const char *topic, const void *payload,
+		    size_t len, int qos);
+bool mqtt_in_connected(struct mqtt_in *mi);
+/* Disconnect and stop the loop thread. A message callback in progress
+ * finishes first. */
+void mqtt_in_stop(struct mqtt_in *mi);
+void mqtt_in_free(struct mqtt_in *mi);
+
+#endif

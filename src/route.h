@@ -1,0 +1,97 @@
+/* route.h - topic filter + templates -> one PublishMessage.
+ *
+ * Routes come from the [route NAME] sections, in file order. For each MQTT
+ * message the FIRST route whose topic filter matches wins (later routes are
+ * not tried); a message that matches no route is counted and ignored.
+ *
+ * Template syntax (message_name, correlation_key, message_id, tenant_id,
+ * var.NAME):
+ *   text        literal text
+ *   {N}         the N-th topic level, 1-based ("a/b/c": {2} = "b")
+ *   {topic}     the whole topic
+ *   {payload}   the whole payload as text (must be valid UTF-8)
+ *   {/ptr}      RFC 6901 JSON Pointer into the JSON payload; a string is
+ *               inserted without quotes, a number/bool/null as its JSON
+ *               text, an object/array as compact JSON
+ *   {x|dflt}    any of the above, with literal DFLT when it does not resolve
+ *   {{ and }}   literal { and }
+ * A template that cannot be resolved (topic level missing, payload not JSON,
+ * pointer not found, no default) makes the event a dead letter with the
+ * reason.
+ *
+ * Variables: with variables = payload (default) a JSON object payload is the
+ * variables document; any other JSON value is wrapped as {"<wrap_key>": v};
+ * a non-JSON payload becomes {"<wrap_key>": "<text>"}, or, when it is not
+ * valid UTF-8, {"<wrap_key>": "<base64>", "<wrap_key>Encoding": "base64"}.
+ * topic_variable / time_variable / var.NAME add keys on top (they override
+ * payload keys of the same name).
+ *
+ * message_id = auto (default): "m2z-" + 32 hex digits of SHA-256 over
+ * (route name, topic, payload), so a redelivered or replayed event gets the
+ * same id and Zeebe answers ALREADY_EXISTS while the first is buffered (TTL).
+ * Two identical payloads on one topic within the TTL are therefore one
+ * message; put a unique field in the payload or set message_id to a template.
+ * message_id = none sends no id. */
+#ifndef M2Z_ROUTE_H
+#define M2Z_ROUTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+struct config;
+struct routes;
+
+/* The rendered message. Strings point into the caller's struct render_buf
+ * and live until its next use or render_buf_free(). */
+struct publish_msg {
+	const char *route;          /* route name */
+	const char *name;
+	const char *correlation_key;
+	const char *message_id;     /* "" = none */
+	int64_t ttl_ms;
+	const char *variables;      /* serialized JSON object */
+	const char *tenant_id;      /* "" = gateway default */
+};
+
+/* Scratch space reused across renders (no allocation once warm). */
+struct render_buf {
+	struct buf name, key, id, vars, tenant, tmp;
+};
+void render_buf_free(struct render_buf *rb);
+
+/* Compile every route of CFG. On a bad template or topic filter returns
+ * M2Z_ERR_CONFIG with err = "FILE:LINE: what was expected". *out owned by
+ * the caller (routes_free). CFG must outlive the routes. */
+int routes_new(const struct config *cfg, struct routes **out, char *err, size_t errlen);
+void routes_free(struct routes *rt);
+
+size_t routes_count(const struct routes *rt);
+const char *routes_name(const struct routes *rt, size_t i);
+const char *routes_filter(const struct routes *rt, size_t i);
+int routes_qos(const struct routes *rt, size_t i);
+
+/* Index of the first route whose filter matches TOPIC, or -1. */
+int routes_match(const struct routes *rt, const char *topic);
+
+/* MQTT topic filter matching with + and # (MQTT 3.1.1 §4.7); topics that
+ * start with '$' are not matched by a leading wildcard. */
+bool topic_matches(const char *filter, const char *topic);
+
+/* Render route I for one message. RECV_MS is the wall-clock receive time
+ * (for time_variable). MAX_BYTES bounds the encoded request (the gateway's
+ * message size limit). Returns 0, or M2Z_ERR_NOT_FOUND / M2Z_ERR_PARSE /
+ * M2Z_ERR_TOO_BIG with REASON set to a one-line human explanation naming the
+ * field, e.g. "correlation_key: JSON pointer /serial not found in payload". */
+int routes_render(const struct routes *rt, size_t i, const char *topic,
+		  const void *payload, size_t len, int64_t recv_ms, size_t max_bytes,
+		  struct render_buf *rb, struct publish_msg *out,
+		  char *reason, size_t reasonlen);
+
+/* RFC 6901 lookup, exposed for tests. ROOT is a cJSON*; returns the item or
+ * NULL. */
+void *json_pointer_get(void *root, const char *ptr, size_t ptrlen);
+
+#endif

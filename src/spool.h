@@ -1,0 +1,103 @@
+/* spool.h - durable FIFO of event records on disk.
+ *
+ * Layout: DIR (mode 0700) holds append-only segment files
+ * "NNNNNNNNNNNNNNNNNNNN.seg" (first sequence number, zero-padded) of framed
+ * records [u32 length][u32 CRC-32C of the body][body], and an acknowledgement
+ * log per segment ("….ack", appended sequence numbers). A segment is deleted
+ * once every record in it is acknowledged (or dropped). At open the segments
+ * are scanned once (headers only, not kept in memory) and a torn or corrupt
+ * tail is cut and logged; it is never fatal.
+ *
+ * Writers (the MQTT thread) call spool_append(); one reader (the forwarder)
+ * calls spool_next() and later spool_ack() in any order. Records come out in
+ * append order; after a restart every record not acknowledged comes out
+ * again, in order.
+ *
+ * Durability: when spool_append() returns 0 the record is in the kernel
+ * (write(2) done), so it survives a kill of this process. With
+ * SPOOL_SYNC_ALWAYS it was also fsync'ed (survives power loss); with
+ * SPOOL_SYNC_GROUP a background thread fsyncs every group_commit_ms (power
+ * loss may lose the last interval); SPOOL_SYNC_NONE leaves it to the kernel.
+ *
+ * Bounds: max_bytes (sum of live segment sizes) and max_age_ms. When full:
+ * SPOOL_FULL_BLOCK makes spool_append() wait (so the MQTT ack is held back
+ * and the broker keeps the message); DROP_OLDEST drops the oldest whole
+ * segment (counted, logged); REJECT_NEWEST returns M2Z_ERR_FULL. */
+#ifndef M2Z_SPOOL_H
+#define M2Z_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf.h"
+
+struct spool;
+
+struct spool_opts {
+	const char *dir;
+	enum spool_sync sync;
+	int64_t group_commit_ms;
+	uint64_t max_bytes;
+	int64_t max_age_ms;         /* 0 = no age limit */
+	enum spool_full on_full;
+	uint64_t segment_bytes;
+};
+
+/* One record handed to the reader. Owned by the reader until
+ * spool_rec_free(); the data stays valid until then even if its segment is
+ * later dropped. */
+struct spool_rec {
+	uint64_t seq;               /* unique, increasing across restarts */
+	int64_t append_ms;          /* when it was appended (wall clock) */
+	size_t len;
+	uint8_t data[];             /* LEN bytes of the event record */
+};
+
+struct spool_stats {
+	uint64_t records;           /* live, not yet acknowledged */
+	uint64_t bytes;             /* on disk, live segments */
+	int64_t oldest_ms;          /* append time of the oldest live record, 0 if none */
+	uint64_t dropped;           /* records dropped by bounds since open */
+	uint64_t cut_bytes;         /* torn/corrupt bytes cut at open */
+	uint64_t appended;          /* records appended since open */
+};
+
+/* Open (create) the spool, replay what is there. Returns 0 or M2Z_ERR_IO /
+ * M2Z_ERR_INVAL; logs the reason. */
+int spool_open(const struct spool_opts *opts, struct spool **out);
+
+/* Append one record. Thread-safe. Returns 0 (durable as described above),
+ * M2Z_ERR_FULL (rejected by the bound), M2Z_ERR_TOO_BIG (record larger than
+ * a segment), M2Z_ERR_CLOSED (spool_close() called while waiting), or
+ * M2Z_ERR_IO. *seq_out (may be NULL) receives the record's sequence. */
+int spool_append(struct spool *sp, const void *rec, size_t len, uint64_t *seq_out);
+
+/* Next record not yet handed out, in append order, waiting up to TIMEOUT_MS
+ * (0 = don't wait). Returns 0 with *out set, M2Z_ERR_AGAIN when none came,
+ * M2Z_ERR_CLOSED after spool_close(). Records older than max_age are
+ * dropped (counted) instead of returned. */
+int spool_next(struct spool *sp, int timeout_ms, struct spool_rec **out);
+void spool_rec_free(struct spool_rec *rec);
+
+/* Mark SEQ done (published, duplicate or dead-lettered). Any order. An ack
+ * for a dropped record is ignored. Durable with the same policy as appends. */
+int spool_ack(struct spool *sp, uint64_t seq);
+
+/* Make records handed out but not acknowledged come out of spool_next()
+ * again (used by tests and by the forwarder after a reset); normal restart
+ * achieves the same. */
+void spool_rewind(struct spool *sp);
+
+void spool_get_stats(struct spool *sp, struct spool_stats *st);
+
+/* fsync everything now (used at shutdown). */
+int spool_sync(struct spool *sp);
+
+/* Wake every waiter with M2Z_ERR_CLOSED; further appends fail. */
+void spool_close(struct spool *sp);
+
+/* Close and free. Unacknowledged records stay on disk for the next start. */
+void spool_free(struct spool *sp);
+
+#endif

@@ -1,0 +1,26 @@
+/* stats.h - process-wide event counters (atomic), printed as one log line
+ * at an interval and on SIGUSR1. */
+#ifndef M2Z_STATS_H
+#define M2Z_STATS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct stats {
+	atomic_uint_fast64_t received;      /* MQTT messages handed to us */
+	atomic_uint_fast64_t unrouted;      /* matched no route */
+	atomic_uint_fast64_t spooled;       /* appended to the spool */
+	atomic_uint_fast64_t published;     /* gateway said OK */
+	atomic_uint_fast64_t duplicates;    /* gateway said ALREADY_EXISTS */
+	atomic_uint_fast64_t retries;       /* calls retried */
+	atomic_uint_fast64_t dead_lettered; /* written to the dead-letter file */
+	atomic_uint_fast64_t dropped;       /* dropped by spool bounds */
+	atomic_uint_fast64_t rejected;      /* refused by a full spool (reject_newest) */
+};
+
+extern struct stats g_stats;
+
+#define STAT_INC(f) atomic_fetch_add_explicit(&g_stats.f, 1, memory_order_relaxed)
+#define STAT_GET(f) ((uint64_t)atomic_load_explicit(&g_stats.f, memory_order_relaxed))
+
+#endif
