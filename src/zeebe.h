@@ -71,9 +71,13 @@ int zeebe_new(const struct zeebe_opts *opts, struct zeebe **out, char *err, size
 
 /* Start a PublishMessage call with an already serialized
  * PublishMessageRequest (copied). DONE(ARG, result) is called exactly once
- * on the completion thread — also when the call fails locally (no token:
- * UNAUTHENTICATED; shutdown: CANCELLED) — unless this returns non-zero
- * (M2Z_ERR_CLOSED after shutdown, M2Z_ERR_NOMEM). */
+ * on the completion thread — also when the call is cancelled by shutdown
+ * (CANCELLED) — unless this returns non-zero: M2Z_ERR_AUTH when OAuth is
+ * configured and no token is cached yet (nothing was sent; try again once
+ * oauth has one), M2Z_ERR_CLOSED after shutdown, M2Z_ERR_NOMEM. The token is
+ * read with oauth_header() when the call starts and sent as initial
+ * metadata "authorization: Bearer <token>"; its generation comes back in
+ * zeebe_result.token_gen. */
 int zeebe_publish(struct zeebe *zb, const void *req, size_t len,
 		  zeebe_done_fn done, void *arg);
 
