@@ -24,7 +24,7 @@ struct mqtt_sub {
 	int qos;
 };
 
-/* Copies CONF's strings and SUBS. */
+/* Copies SUBS; CONF (and its strings) is borrowed and must outlive MI. */
 int mqtt_in_new(const struct conf_mqtt *conf, const struct mqtt_sub *subs, size_t n,
 		mqtt_in_msg_fn fn, void *arg, struct mqtt_in **out);
 /* Connect (asynchronously; failures are retried with backoff) and start. */

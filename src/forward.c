@@ -1,0 +1,621 @@
+/* forward.c - drains the spool into the gateway; see forward.h. */
+#define LOG_MODULE "forward"
+#include "forward.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "deadletter.h"
+#include "err.h"
+#include "event.h"
+#include "log.h"
+#include "oauth.h"
+#include "spool.h"
+#include "stats.h"
+#include "util.h"
+#include "zeebe.h"
+
+enum pend_state { P_QUEUED, P_READY, P_FLIGHT, P_WAIT };
+
+struct keyq;
+
+/* One record between spool_next() and spool_ack(). */
+struct pend {
+	struct forward *fw;
+	struct spool_rec *rec;       /* owned */
+	struct event ev;             /* borrows from rec */
+	enum pend_state state;
+	int attempts;                /* per-record retries (non-gateway-wide errors) */
+	int64_t due_ms;              /* P_WAIT: monotonic time to try again */
+	int64_t sent_ms;
+	struct keyq *kq;
+	struct pend *key_next;       /* next record of the same key, spool order */
+	struct pend *next;           /* link in ready / wait / done / free list */
+	/* filled by the completion callback */
+	int code;
+	uint64_t token_gen;
+	char details[384];
+};
+
+/* Records of one key (message name + correlation key), oldest first. */
+struct keyq {
+	uint64_t hash;
+	struct pend *head, *tail;
+	struct keyq *chain;          /* bucket chain / free list */
+};
+
+struct list {
+	struct pend *head, *tail;
+};
+
+struct forward {
+	struct forward_opts o;
+	pthread_t thread;
+	pthread_mutex_t lock;        /* guards done, kicked, stopping */
+	pthread_cond_t cond;
+	struct list done;
+	bool kicked;
+	bool stopping;
+
+	/* forwarder thread only */
+	struct list ready;
+	struct list wait;
+	struct pend *pool, *free_pend;
+	struct keyq *kpool, *free_kq, **buckets;
+	size_t nbuckets, max_pending, npending;
+	int window, in_flight;
+	int consecutive_fail;
+	int64_t pause_until, pause_started;
+	bool waiting_token, gateway_failing, warned_no_oauth;
+};
+
+/* ---- small lists ----------------------------------------------------------- */
+
+static void list_push(struct list *l, struct pend *p)
+{
+	p->next = NULL;
+	if (l->tail)
+		l->tail->next = p;
+	else
+		l->head = p;
+	l->tail = p;
+}
+
+static void list_push_front(struct list *l, struct pend *p)
+{
+	p->next = l->head;
+	l->head = p;
+	if (!l->tail)
+		l->tail = p;
+}
+
+static struct pend *list_pop(struct list *l)
+{
+	struct pend *p = l->head;
+
+	if (p) {
+		l->head = p->next;
+		if (!l->head)
+			l->tail = NULL;
+	}
+	return p;
+}
+
+/* ---- classification ---------------------------------------------------- */
+
+enum fwd_class forward_classify(int code)
+{
+	switch (code) {
+	case ZEEBE_OK:
+	case ZEEBE_ALREADY_EXISTS:
+		return FWD_DONE;
+	case ZEEBE_UNAUTHENTICATED:
+		return FWD_REAUTH;
+	case ZEEBE_INVALID_ARGUMENT:
+	case ZEEBE_NOT_FOUND:
+	case ZEEBE_FAILED_PRECONDITION:
+	case ZEEBE_PERMISSION_DENIED:
+	case ZEEBE_OUT_OF_RANGE:
+	case ZEEBE_UNIMPLEMENTED:
+	case ZEEBE_DATA_LOSS:
+		return FWD_DEAD;
+	default:
+		return FWD_RETRY;
+	}
+}
+
+/* Errors that say "the gateway (or the way to it) is in trouble", not "this
+ * record is": they pause all sending, not just this key. */
+static bool gateway_wide(int code)
+{
+	return code == ZEEBE_UNAVAILABLE || code == ZEEBE_RESOURCE_EXHAUSTED ||
+	       code == ZEEBE_DEADLINE_EXCEEDED || code == ZEEBE_CANCELLED;
+}
+
+/* Exponential backoff with full jitter: uniform in [0, min(max, init*2^n)]. */
+static int64_t backoff_ms(const struct forward *fw, int n)
+{
+	int64_t cap = fw->o.retry_initial_ms;
+
+	for (int i = 1; i < n && cap < fw->o.retry_max_ms; i++)
+		cap *= 2;
+	if (cap > fw->o.retry_max_ms)
+		cap = fw->o.retry_max_ms;
+	return (int64_t)rand_below((uint64_t)cap + 1);
+}
+
+/* ---- per-key queues ---------------------------------------------------- */
+
+static struct keyq **bucket(struct forward *fw, uint64_t hash)
+{
+	return &fw->buckets[(hash ^ (hash >> 29)) & (fw->nbuckets - 1)];
+}
+
+/* Append P to its key's queue; true when P is the key's head (may go now). */
+static bool key_enqueue(struct forward *fw, struct pend *p)
+{
+	struct keyq **b = bucket(fw, p->ev.key_hash), *kq;
+
+	for (kq = *b; kq; kq = kq->chain)
+		if (kq->hash == p->ev.key_hash)
+			break;
+	if (!kq) {
+		kq = fw->free_kq;
+		fw->free_kq = kq->chain;
+		kq->hash = p->ev.key_hash;
+		kq->head = kq->tail = NULL;
+		kq->chain = *b;
+		*b = kq;
+	}
+	p->kq = kq;
+	p->key_next = NULL;
+	if (kq->tail) {
+		kq->tail->key_next = p;
+		kq->tail = p;
+		return false;
+	}
+	kq->head = kq->tail = p;
+	return true;
+}
+
+/* P (its key's head) is finished: release it; the key's next record, if
+ * any, becomes ready. */
+static void key_finish(struct forward *fw, struct pend *p)
+{
+	struct keyq *kq = p->kq, **b;
+	struct pend *next = p->key_next;
+
+	kq->head = next;
+	if (next) {
+		next->state = P_READY;
+		list_push(&fw->ready, next);
+	} else {
+		kq->tail = NULL;
+		for (b = bucket(fw, kq->hash); *b != kq; b = &(*b)->chain)
+			;
+		*b = kq->chain;
+		kq->chain = fw->free_kq;
+		fw->free_kq = kq;
+	}
+	spool_rec_free(p->rec);
+	p->rec = NULL;
+	p->next = fw->free_pend;
+	fw->free_pend = p;
+	fw->npending--;
+}
+
+/* ---- outcomes ------------------------------------------------------------ */
+
+static char *dupn(const char *s, size_t n)
+{
+	return strndup(s ? s : "", s ? n : 0);
+}
+
+static void dead_letter(struct forward *fw, struct pend *p, const char *status, const char *reason)
+{
+	char *route = dupn(p->ev.route, p->ev.route_len);
+	char *topic = dupn(p->ev.topic, p->ev.topic_len);
+	char *id = dupn(p->ev.message_id, p->ev.message_id_len);
+	char *key = dupn(p->ev.correlation_key, p->ev.correlation_key_len);
+	char *line = NULL;
+	struct dead_event de = {
+		.route = route, .topic = topic, .payload = p->ev.payload,
+		.payload_len = p->ev.payload_len, .message_id = id, .correlation_key = key,
+		.status = status, .reason = reason, .time_ms = now_ms(),
+	};
+
+	log_warn("dead letter: route=%s topic=%s message_id=%s status=%s reason=%s",
+		 route ? route : "?", topic ? topic : "?", id ? id : "", status, reason);
+	if (deadletter_write(fw->o.dead, &de, fw->o.on_dead ? &line : NULL) == M2Z_OK) {
+		STAT_INC(dead_lettered);
+		if (line && fw->o.on_dead)
+			fw->o.on_dead(fw->o.on_dead_arg, line);
+	}
+	free(line);
+	free(route);
+	free(topic);
+	free(id);
+	free(key);
+}
+
+static void finish(struct forward *fw, struct pend *p)
+{
+	spool_ack(fw->o.spool, p->rec->seq);
+	key_finish(fw, p);
+}
+
+static void pause_all(struct forward *fw, struct pend *p, int64_t now)
+{
+	int64_t delay;
+
+	/* Only a call sent after the current pause began is news; the rest of
+	 * a failed window must not inflate the backoff. */
+	if (p->sent_ms >= fw->pause_started)
+		fw->consecutive_fail++;
+	delay = backoff_ms(fw, fw->consecutive_fail);
+	if (now + delay > fw->pause_until) {
+		if (!fw->gateway_failing)
+			log_warn("gateway answered %s (%s); holding %zu event(s) and retrying with backoff",
+				 zeebe_code_name(p->code), p->details, fw->npending);
+		fw->gateway_failing = true;
+		fw->pause_until = now + delay;
+		fw->pause_started = now;
+	}
+}
+
+static void on_result(struct forward *fw, struct pend *p, int64_t now)
+{
+	fw->in_flight--;
+	if (fw->stopping && p->code == ZEEBE_CANCELLED) {
+		/* Cancelled by our shutdown: it stays in the spool. */
+		key_finish(fw, p);
+		return;
+	}
+	switch (forward_classify(p->code)) {
+	case FWD_DONE:
+		if (p->code == ZEEBE_OK)
+			STAT_INC(published);
+		else
+			STAT_INC(duplicates);
+		if (fw->gateway_failing)
+			log_info("gateway accepts messages again; draining %zu event(s)", fw->npending);
+		fw->gateway_failing = false;
+		fw->consecutive_fail = 0;
+		if (fw->window < fw->o.window)
+			fw->window++;
+		finish(fw, p);
+		return;
+	case FWD_DEAD:
+		dead_letter(fw, p, zeebe_code_name(p->code), p->details);
+		finish(fw, p);
+		return;
+	case FWD_REAUTH:
+		STAT_INC(retries);
+		if (fw->o.oauth) {
+			log_info("gateway rejected the token (%s); fetching a new one", p->details);
+			oauth_invalidate(fw->o.oauth, p->token_gen);
+			p->state = P_READY;
+			list_push_front(&fw->ready, p);
+			return;
+		}
+		if (!fw->warned_no_oauth)
+			log_err("gateway requires a token (%s) but no [oauth] is configured; "
+				"set ZEEBE_CLIENT_ID and ZEEBE_CLIENT_SECRET", p->details);
+		fw->warned_no_oauth = true;
+		pause_all(fw, p, now);
+		p->state = P_READY;
+		list_push_front(&fw->ready, p);
+		return;
+	case FWD_RETRY:
+		STAT_INC(retries);
+		if (gateway_wide(p->code)) {
+			if (p->code == ZEEBE_RESOURCE_EXHAUSTED && fw->window > 1)
+				fw->window /= 2;
+			pause_all(fw, p, now);
+			p->state = P_READY;
+			list_push_front(&fw->ready, p);
+			return;
+		}
+		p->attempts++;
+		log_debug("%s for message %.*s (%s); retry %d", zeebe_code_name(p->code),
+			  (int)p->ev.message_id_len, p->ev.message_id, p->details, p->attempts);
+		p->due_ms = now + backoff_ms(fw, p->attempts);
+		p->state = P_WAIT;
+		list_push(&fw->wait, p);
+		return;
+	}
+}
+
+/* Completion thread: hand the result to the forwarder thread. */
+static void on_done(void *arg, const struct zeebe_result *res)
+{
+	struct pend *p = arg;
+	struct forward *fw = p->fw;
+	size_t n = strlen(res->details);
+
+	p->code = res->code;
+	p->token_gen = res->token_gen;
+	if (n >= sizeof(p->details))
+		n = sizeof(p->details) - 1;
+	memcpy(p->details, res->details, n);
+	p->details[n] = '\0';
+	pthread_mutex_lock(&fw->lock);
+	list_push(&fw->done, p);
+	pthread_cond_signal(&fw->cond);
+	pthread_mutex_unlock(&fw->lock);
+}
+
+/* ---- the loop -------------------------------------------------------------- */
+
+static void take_record(struct forward *fw, struct spool_rec *rec)
+{
+	struct pend *p = fw->free_pend;
+
+	fw->free_pend = p->next;
+	memset(p, 0, offsetof(struct pend, details));
+	p->fw = fw;
+	p->rec = rec;
+	p->state = P_QUEUED;
+	fw->npending++;
+	if (event_decode(rec->data, rec->len, &p->ev) != M2Z_OK) {
+		memset(&p->ev, 0, sizeof(p->ev));
+		p->ev.payload = rec->data;
+		p->ev.payload_len = rec->len;
+		log_err("spool record %llu cannot be decoded", (unsigned long long)rec->seq);
+		dead_letter(fw, p, "ENCODE", "spool record cannot be decoded");
+		spool_ack(fw->o.spool, rec->seq);
+		spool_rec_free(rec);
+		p->next = fw->free_pend;
+		fw->free_pend = p;
+		fw->npending--;
+		return;
+	}
+	if (key_enqueue(fw, p)) {
+		p->state = P_READY;
+		list_push(&fw->ready, p);
+	}
+}
+
+static void read_spool(struct forward *fw)
+{
+	struct spool_rec *rec;
+
+	while (fw->npending < fw->max_pending && !fw->stopping &&
+	       spool_next(fw->o.spool, 0, &rec) == M2Z_OK)
+		take_record(fw, rec);
+}
+
+static void release_due(struct forward *fw, int64_t now)
+{
+	struct list keep = { NULL, NULL };
+	struct pend *p;
+
+	while ((p = list_pop(&fw->wait))) {
+		if (p->due_ms <= now) {
+			p->state = P_READY;
+			list_push(&fw->ready, p);
+		} else {
+			list_push(&keep, p);
+		}
+	}
+	fw->wait = keep;
+}
+
+static void dispatch(struct forward *fw, int64_t now)
+{
+	struct pend *p;
+
+	while (fw->in_flight < fw->window && now >= fw->pause_until && (p = list_pop(&fw->ready))) {
+		int rc;
+
+		p->state = P_FLIGHT;
+		p->sent_ms = now;
+		rc = zeebe_publish(fw->o.zeebe, p->ev.request, p->ev.request_len, on_done, p);
+		if (rc == M2Z_OK) {
+			fw->in_flight++;
+			fw->waiting_token = false;
+			continue;
+		}
+		p->state = P_READY;
+		list_push_front(&fw->ready, p);
+		if (rc == M2Z_ERR_AUTH) {
+			if (!fw->waiting_token)
+				log_info("waiting for an OAuth token before sending");
+			fw->waiting_token = true;
+			fw->pause_until = now + 100;
+		} else {
+			fw->pause_until = now + backoff_ms(fw, 3);
+		}
+		return;
+	}
+}
+
+/* Milliseconds until something timed is due, at most LIMIT. */
+static int64_t next_timeout(struct forward *fw, int64_t now, int64_t limit)
+{
+	int64_t t = limit;
+
+	if (fw->ready.head && fw->in_flight < fw->window && fw->pause_until > now &&
+	    fw->pause_until - now < t)
+		t = fw->pause_until - now;
+	for (struct pend *p = fw->wait.head; p; p = p->next)
+		if (p->due_ms - now < t)
+			t = p->due_ms > now ? p->due_ms - now : 0;
+	return t;
+}
+
+static void drain_done(struct forward *fw, int64_t now)
+{
+	struct list done;
+	struct pend *p;
+
+	pthread_mutex_lock(&fw->lock);
+	done = fw->done;
+	fw->done.head = fw->done.tail = NULL;
+	pthread_mutex_unlock(&fw->lock);
+	while ((p = list_pop(&done)))
+		on_result(fw, p, now);
+}
+
+static void wait_for_work(struct forward *fw, int64_t timeout_ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&fw->lock);
+	if (!fw->kicked && !fw->done.head && !fw->stopping)
+		pthread_cond_timedwait(&fw->cond, &fw->lock, &ts);
+	pthread_mutex_unlock(&fw->lock);
+}
+
+static bool stopping(struct forward *fw)
+{
+	bool s;
+
+	pthread_mutex_lock(&fw->lock);
+	s = fw->stopping;
+	pthread_mutex_unlock(&fw->lock);
+	return s;
+}
+
+static void *run(void *arg)
+{
+	struct forward *fw = arg;
+
+	while (!stopping(fw)) {
+		int64_t now = mono_ms();
+
+		pthread_mutex_lock(&fw->lock);
+		fw->kicked = false;
+		pthread_mutex_unlock(&fw->lock);
+		drain_done(fw, now);
+		release_due(fw, now);
+		read_spool(fw);
+		dispatch(fw, now);
+		wait_for_work(fw, next_timeout(fw, now, 1000));
+	}
+	return NULL;
+}
+
+/* ---- lifecycle ------------------------------------------------------------- */
+
+int forward_start(const struct forward_opts *opts, struct forward **out)
+{
+	struct forward *fw = calloc(1, sizeof(*fw));
+	pthread_condattr_t ca;
+
+	if (!fw)
+		return M2Z_ERR_NOMEM;
+	fw->o = *opts;
+	fw->window = opts->window;
+	fw->max_pending = (size_t)opts->window * 4 < 1024 ? 1024 : (size_t)opts->window * 4;
+	for (fw->nbuckets = 64; fw->nbuckets < fw->max_pending * 2; fw->nbuckets *= 2)
+		;
+	fw->pool = calloc(fw->max_pending, sizeof(*fw->pool));
+	fw->kpool = calloc(fw->max_pending, sizeof(*fw->kpool));
+	fw->buckets = calloc(fw->nbuckets, sizeof(*fw->buckets));
+	if (!fw->pool || !fw->kpool || !fw->buckets) {
+		free(fw->pool);
+		free(fw->kpool);
+		free(fw->buckets);
+		free(fw);
+		return M2Z_ERR_NOMEM;
+	}
+	for (size_t i = 0; i < fw->max_pending; i++) {
+		fw->pool[i].next = fw->free_pend;
+		fw->free_pend = &fw->pool[i];
+		fw->kpool[i].chain = fw->free_kq;
+		fw->free_kq = &fw->kpool[i];
+	}
+	pthread_mutex_init(&fw->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&fw->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&fw->thread, NULL, run, fw) != 0) {
+		log_err("cannot start the forwarder thread");
+		free(fw->pool);
+		free(fw->kpool);
+		free(fw->buckets);
+		free(fw);
+		return M2Z_ERR_NOMEM;
+	}
+	*out = fw;
+	return M2Z_OK;
+}
+
+void forward_kick(struct forward *fw)
+{
+	pthread_mutex_lock(&fw->lock);
+	if (!fw->kicked) {
+		fw->kicked = true;
+		pthread_cond_signal(&fw->cond);
+	}
+	pthread_mutex_unlock(&fw->lock);
+}
+
+void forward_get_state(struct forward *fw, int *window, int *in_flight, int *waiting)
+{
+	/* Read without the thread's cooperation: good enough for a stats line. */
+	*window = __atomic_load_n(&fw->window, __ATOMIC_RELAXED);
+	*in_flight = __atomic_load_n(&fw->in_flight, __ATOMIC_RELAXED);
+	*waiting = (int)__atomic_load_n(&fw->npending, __ATOMIC_RELAXED);
+}
+
+void forward_stop(struct forward *fw, int64_t grace_ms)
+{
+	int64_t deadline = mono_ms() + grace_ms;
+	struct pend *p;
+
+	if (!fw)
+		return;
+	pthread_mutex_lock(&fw->lock);
+	fw->stopping = true;
+	pthread_cond_signal(&fw->cond);
+	pthread_mutex_unlock(&fw->lock);
+	pthread_join(fw->thread, NULL);
+
+	/* Let calls in flight finish (their records are acked normally), then
+	 * cancel the rest: they stay in the spool for the next start. */
+	if (fw->in_flight > 0)
+		log_info("waiting up to %lld ms for %d call(s) in flight",
+			 (long long)grace_ms, fw->in_flight);
+	while (fw->in_flight > 0 && mono_ms() < deadline) {
+		drain_done(fw, mono_ms());
+		if (fw->in_flight > 0)
+			wait_for_work(fw, 20);
+	}
+	if (fw->in_flight > 0) {
+		log_warn("%d call(s) still in flight after %lld ms; cancelling (kept in the spool)",
+			 fw->in_flight, (long long)grace_ms);
+		zeebe_shutdown(fw->o.zeebe, 0);
+		while (fw->in_flight > 0) {
+			drain_done(fw, mono_ms());
+			if (fw->in_flight > 0)
+				wait_for_work(fw, 20);
+		}
+	}
+	/* Everything else was never sent or waits for a retry: free it. */
+	for (size_t i = 0; i < fw->max_pending; i++) {
+		p = &fw->pool[i];
+		if (p->rec)
+			spool_rec_free(p->rec);
+	}
+	pthread_mutex_destroy(&fw->lock);
+	pthread_cond_destroy(&fw->cond);
+	free(fw->pool);
+	free(fw->kpool);
+	free(fw->buckets);
+	free(fw);
+}

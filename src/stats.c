@@ -1,0 +1,3 @@
+#include "stats.h"
+
+struct stats g_stats;
