@@ -12,7 +12,20 @@
  * Errors: conf_load() returns M2Z_ERR_CONFIG and fills err with
  * "FILE:LINE: what was expected" (main prints it and exits 2). Lines longer
  * than CONF_MAX_LINE are an error at their own line (Debian's libinih would
- * silently cut them).
+ * silently cut them). Debian's libinih reads lines into a fixed 200-byte
+ * buffer; conf.c's own reader hands it key = value lines of any length up to
+ * CONF_MAX_LINE (section headers are parsed by conf.c itself), so every line
+ * up to CONF_MAX_LINE works and line numbers are always right. Continuation
+ * lines are not supported (an indented line is an ordinary line); ';' after
+ * a blank starts an inline comment.
+ *
+ * Environment (empty value = unset) overrides the file: ZEEBE_ADDRESS,
+ * ZEEBE_HOST/ZEEBE_PORT (win over ZEEBE_ADDRESS; a missing half is 127.0.0.1
+ * or 26500), ZEEBE_INSECURE_CONNECTION (exactly "true" = plaintext, any other
+ * value = TLS), ZEEBE_CA_CERTIFICATE_PATH, ZEEBE_OVERRIDE_AUTHORITY,
+ * ZEEBE_KEEP_ALIVE (ms), ZEEBE_CLIENT_ID, ZEEBE_CLIENT_SECRET,
+ * ZEEBE_AUTHORIZATION_SERVER_URL, ZEEBE_TOKEN_AUDIENCE, ZEEBE_TOKEN_SCOPE,
+ * ZEEBE_AUTH_REQUEST_TIMEOUT (ms), M2Z_MQTT_PASSWORD, M2Z_LOG_LEVEL.
  *
  * Ownership: every string in struct config is owned by the config and freed
  * by conf_free(). Strings are never NULL: unset strings are "". */
@@ -22,6 +35,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define CONF_MAX_LINE 4096
 #define CONF_MAX_ROUTES 256
@@ -84,7 +98,7 @@ struct conf_spool {
 
 struct conf_forward {
 	int64_t retry_initial_ms;   /* default 100ms */
-	int64_t retry_max_ms;       /* default 30s */
+	int64_t retry_max_ms;       /* default 10s */
 	int64_t shutdown_timeout_ms;/* wait for in-flight calls on SIGTERM, default 5s */
 	char *dead_letter_topic;    /* "" = off; else each dead letter is also published here */
 };
@@ -145,6 +159,14 @@ int conf_load_string(const char *name, const char *text, struct config **out,
 		     char *err, size_t errlen);
 
 void conf_free(struct config *cfg);
+
+/* The resolved configuration (after environment overrides and defaults) as
+ * INI text, secrets shown as "***" (set) or "(unset)". Used by --check. */
+void conf_print(const struct config *cfg, FILE *f);
+
+/* Markdown tables of every key (type, default, range, env, meaning), made
+ * from the option table itself; docs/CONFIG.md is generated with it. */
+void conf_print_reference(FILE *f);
 
 /* Parse helpers, exposed for the unit tests. Return 0 or M2Z_ERR_PARSE. */
 int conf_parse_duration_ms(const char *s, int64_t *out);

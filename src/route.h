@@ -17,14 +17,25 @@
  *   {{ and }}   literal { and }
  * A template that cannot be resolved (topic level missing, payload not JSON,
  * pointer not found, no default) makes the event a dead letter with the
- * reason.
+ * reason. An empty topic level ("a//b": {2}) resolves to "". A pointer
+ * cannot contain '|' or '}' (they end the expression). Numbers are printed
+ * as cJSON prints a double (integers exact up to 2^53).
+ *
+ * Topic filters follow MQTT 3.1.1 and are checked at compile time; a
+ * "$share/GROUP/" prefix is subscribed as written and matched without it.
+ * tenant_id must render to 1-31 of [A-Za-z0-9_.-] or "<default>" (the
+ * gateway's rule), else the event is a dead letter.
  *
  * Variables: with variables = payload (default) a JSON object payload is the
  * variables document; any other JSON value is wrapped as {"<wrap_key>": v};
  * a non-JSON payload becomes {"<wrap_key>": "<text>"}, or, when it is not
  * valid UTF-8, {"<wrap_key>": "<base64>", "<wrap_key>Encoding": "base64"}.
  * topic_variable / time_variable / var.NAME add keys on top (they override
- * payload keys of the same name).
+ * payload keys of the same name). var.NAME values are strings, except a
+ * template that is exactly one {/ptr} which keeps the JSON type of the value
+ * it finds. With variables = none only those extra keys are sent ("{}" when
+ * there are none). A JSON object payload with no extras is sent byte for
+ * byte as received.
  *
  * message_id = auto (default): "m2z-" + 32 hex digits of SHA-256 over
  * (route name, topic, payload), so a redelivered or replayed event gets the
@@ -38,6 +49,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "buf.h"
 
@@ -59,7 +71,10 @@ struct publish_msg {
 /* Scratch space reused across renders (no allocation once warm). */
 struct render_buf {
 	struct buf name, key, id, vars, tenant, tmp;
+	struct buf frag;            /* extra variables being assembled */
+	struct buf json;            /* cJSON prints values here */
 };
+#define RENDER_BUF_INIT { BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT }
 void render_buf_free(struct render_buf *rb);
 
 /* Compile every route of CFG. On a bad template or topic filter returns
@@ -72,6 +87,10 @@ size_t routes_count(const struct routes *rt);
 const char *routes_name(const struct routes *rt, size_t i);
 const char *routes_filter(const struct routes *rt, size_t i);
 int routes_qos(const struct routes *rt, size_t i);
+
+/* One block per route (name, filter, QoS, templates, ttl, tenant,
+ * variables), for --check. */
+void routes_print(const struct routes *rt, FILE *f);
 
 /* Index of the first route whose filter matches TOPIC, or -1. */
 int routes_match(const struct routes *rt, const char *topic);

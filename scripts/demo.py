@@ -1,0 +1,143 @@
+#!/usr/bin/python3
+"""make demo: a local broker, a stand-in Zeebe gateway (TLS + token check), an
+HTTPS token endpoint, the agent with conf/demo.ini, and sample device events.
+Every PublishMessage the gateway receives is printed as it arrives."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+from peers.certs import make_certs  # noqa: E402
+from peers.gateway import StandInGateway  # noqa: E402
+from peers.token_server import TokenServer  # noqa: E402
+
+import paho.mqtt.client as mqtt  # noqa: E402
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_broker(tmp):
+    port = free_port()
+    conf = os.path.join(tmp, "mosquitto.conf")
+    with open(conf, "w") as f:
+        f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+                f"persistence true\npersistence_location {tmp}/\n")
+    proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", conf],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("demo: mosquitto did not start")
+
+
+def wait_for_line(path, text, proc, timeout=20):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            break
+        with open(path) as f:
+            if text in f.read():
+                return
+        time.sleep(0.1)
+    with open(path) as f:
+        sys.stderr.write(f.read())
+    raise SystemExit("demo: the agent did not become ready")
+
+
+SAMPLES = [
+    ("plant/hamburg/pump/7/telemetry", {"serial": "P-0007", "rpm": 1480, "temp": 61.5}),
+    ("plant/hamburg/pump/9/telemetry", {"serial": "P-0009", "rpm": 0, "fault": "dry-run"}),
+    ("plant/bremen/door/3", "open"),
+    ("plant/bremen/door/3", "closed"),
+    ("plant/hamburg/pump/7/telemetry", {"serial": "P-0007", "rpm": 1495, "temp": 63.0}),
+    # No "serial": the correlation key cannot be resolved -> dead letter.
+    ("plant/hamburg/pump/8/telemetry", {"rpm": 12}),
+]
+
+
+def main():
+    binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "mqtt2zeebe")
+    tmp = tempfile.mkdtemp(prefix="m2z-demo-")
+    certs = make_certs(os.path.join(tmp, "certs"))
+    broker, mqtt_port = start_broker(tmp)
+    tokens = TokenServer(cert=certs["server_cert"], key=certs["server_key"],
+                         client_id="demo-client", client_secret="demo-secret",
+                         audience="zeebe.demo", expires_in=300)
+    tokens.start()
+    gateway = StandInGateway(tls=(certs["server_cert"], certs["server_key"]),
+                             token_check=tokens.is_valid)
+    gateway.start()
+
+    with open(os.path.join(ROOT, "conf", "demo.ini")) as f:
+        ini = f.read()
+    for k, v in {"@GATEWAY_PORT@": gateway.port, "@TOKEN_PORT@": tokens.port,
+                 "@MQTT_PORT@": mqtt_port, "@CA@": certs["ca_cert"],
+                 "@SPOOL@": os.path.join(tmp, "spool")}.items():
+        ini = ini.replace(k, str(v))
+    conf = os.path.join(tmp, "demo.ini")
+    with open(conf, "w") as f:
+        f.write(ini)
+    log = os.path.join(tmp, "agent.log")
+    print(f"demo: broker 127.0.0.1:{mqtt_port}, gateway localhost:{gateway.port} (TLS, "
+          f"token required), token endpoint {tokens.url}, work dir {tmp}")
+    agent = subprocess.Popen([binary, "-c", conf], stderr=open(log, "w"))
+    try:
+        wait_for_line(log, "subscribed to", agent)
+        print("demo: agent ready; publishing sample device events at QoS 1\n")
+        pub = mqtt.Client(client_id="demo-device")
+        pub.connect("127.0.0.1", mqtt_port)
+        pub.loop_start()
+        for topic, payload in SAMPLES:
+            body = payload if isinstance(payload, str) else json.dumps(payload)
+            pub.publish(topic, body, qos=1).wait_for_publish()
+            print(f"  device -> {topic}  {body}")
+        pub.loop_stop()
+        expected = len(SAMPLES) - 1
+        gateway.wait_for(expected, timeout=30)
+        print("\ngateway received:")
+        for r in gateway.requests():
+            auth = r["metadata"].get("authorization", "")
+            print(f"  PublishMessage name={r['name']!r} correlationKey={r['correlationKey']!r} "
+                  f"messageId={r['messageId']!r} ttl={r['timeToLive']} "
+                  f"variables={r['variables']} token={'Bearer ...' if auth.startswith('Bearer ') else 'MISSING'}"
+                  f" -> {r['status']}")
+        dead = os.path.join(tmp, "spool", "dead-letters.jsonl")
+        time.sleep(0.5)
+        if os.path.exists(dead):
+            print("\ndead letters (in", dead + "):")
+            with open(dead) as f:
+                for line in f:
+                    d = json.loads(line)
+                    print(f"  {d['topic']}: {d['status']}: {d['reason']}")
+        agent.send_signal(signal.SIGUSR1)
+        time.sleep(0.3)
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        rc = agent.wait(timeout=15)
+        gateway.stop()
+        tokens.stop()
+        broker.terminate()
+        broker.wait()
+    print("\nagent log:")
+    with open(log) as f:
+        sys.stdout.write(f.read())
+    print(f"demo: agent exited with {rc}; everything is in {tmp}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
