@@ -28,6 +28,7 @@ bindir ?= $(prefix)/bin
 sysconfdir ?= /etc
 localstatedir ?= /var
 unitdir ?= /lib/systemd/system
+sysusersdir ?= /usr/lib/sysusers.d
 
 ifeq ($(SANITIZE),1)
 BUILD ?= build-asan
@@ -57,6 +58,16 @@ override CFLAGS += -std=gnu11 $(WARN) $(SAN_FLAGS) -pthread -D_GNU_SOURCE \
 	-DM2Z_VERSION='"$(VERSION)"' -Isrc -Iplatform -I$(BUILD)/gen $(PKG_CFLAGS)
 override LDFLAGS += $(SAN_FLAGS) -pthread $(if $(filter 1,$(STATIC)),-static)
 LDLIBS := $(PKG_LIBS) $(MBEDTLS_LIBS) -lm
+
+# STATIC=1: Debian ships no libmosquitto.a / libcjson.a; scripts/static-deps.sh
+# builds them from their Debian source packages into $(STATIC_DEPS)/lib.
+# libmosquitto.pc lists no Libs.private, hence the trailing -lssl -lcrypto;
+# gRPC core is C++ inside, and only its .so records libstdc++.
+ifeq ($(STATIC),1)
+STATIC_DEPS := $(BUILD)/static-deps
+override LDFLAGS += -L$(STATIC_DEPS)/lib
+LDLIBS += -lssl -lcrypto -ldl -lstdc++
+endif
 
 SRC := $(wildcard src/*.c platform/*_mbedtls.c platform/*_linux.c)
 SRC := $(filter-out src/main.c,$(sort $(SRC)))
@@ -93,21 +104,45 @@ $(BIN): $(BUILD)/src/main.o $(LIB)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+ifeq ($(STATIC),1)
+$(BIN): | $(STATIC_DEPS)/.m2z-static-deps
+$(STATIC_DEPS)/.m2z-static-deps: scripts/static-deps.sh
+	$(Q)bash scripts/static-deps.sh $(abspath $(STATIC_DEPS)) $(CC)
+endif
+
 $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) $(shell $(PKG_CONFIG) --libs cmocka)
+
+# Test-only driver for oauth.c (tests/integration/test_oauth.py).
+$(BUILD)/tests/oauth_probe: tests/tools/oauth_probe.c $(LIB)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
 -include $(OBJ:.o=.d) $(BUILD)/src/main.d
 
 unit: $(UNIT_BIN)
 	$(Q)set -e; for t in $(UNIT_BIN); do echo "== $$t"; $(TEST_WRAPPER) $$t; done
 
-integration: $(BIN)
-	$(Q)M2Z_BIN=$(abspath $(BIN)) /usr/bin/python3 -m pytest -q tests/integration $(PYTEST_ARGS)
+# Cross builds (toolchains/*.mk set QEMU) run target binaries through
+# qemu-user called explicitly; binfmt_misc is not assumed. M2Z_BIN is then a
+# wrapper that execs qemu, so signals sent to it reach the daemon.
+ifneq ($(QEMU),)
+TEST_WRAPPER ?= $(QEMU)
+M2Z_RUN := $(BUILD)/mqtt2zeebe-run
+$(M2Z_RUN): $(BIN)
+	$(Q)printf '#!/bin/sh\nexec %s %s "$$@"\n' '$(QEMU)' '$(abspath $(BIN))' > $@ && chmod +x $@
+endif
+
+integration: $(BIN) $(M2Z_RUN) $(BUILD)/tests/oauth_probe
+	$(Q)M2Z_BIN=$(abspath $(or $(M2Z_RUN),$(BIN))) /usr/bin/python3 -m pytest -q tests/integration $(PYTEST_ARGS)
 
 test: unit integration
 check: test
+# make TOOLCHAIN=... test-qemu: unit tests + integration (PYTEST_ARGS selects) under qemu.
+test-qemu: test
 
 asan:
 	$(MAKE) SANITIZE=1 test
@@ -121,13 +156,23 @@ demo: $(BIN)
 bench: $(BIN)
 	bash bench/run.sh $(abspath $(BIN))
 
+# Live install (DESTDIR empty): also creates the mqtt2zeebe user through
+# systemd-sysusers and gives it read access to the config. An existing
+# config is never overwritten. Packagers: DESTDIR=... and run sysusers later.
 install: $(BIN)
-	install -d $(DESTDIR)$(bindir) $(DESTDIR)$(sysconfdir)/mqtt2zeebe $(DESTDIR)$(unitdir)
+	install -d $(DESTDIR)$(bindir) $(DESTDIR)$(unitdir) $(DESTDIR)$(sysusersdir)
+	install -d -m 0750 $(DESTDIR)$(sysconfdir)/mqtt2zeebe
 	install -m 0755 $(BIN) $(DESTDIR)$(bindir)/mqtt2zeebe
 	[ -e $(DESTDIR)$(sysconfdir)/mqtt2zeebe/mqtt2zeebe.ini ] || \
 		install -m 0640 conf/mqtt2zeebe.ini $(DESTDIR)$(sysconfdir)/mqtt2zeebe/mqtt2zeebe.ini
-	sed 's|@bindir@|$(bindir)|g; s|@sysconfdir@|$(sysconfdir)|g' conf/mqtt2zeebe.service > $(DESTDIR)$(unitdir)/mqtt2zeebe.service
+	sed 's|@bindir@|$(bindir)|g; s|@sysconfdir@|$(sysconfdir)|g' conf/mqtt2zeebe.service > $(BUILD)/mqtt2zeebe.service
+	install -m 0644 $(BUILD)/mqtt2zeebe.service $(DESTDIR)$(unitdir)/mqtt2zeebe.service
+	install -m 0644 conf/mqtt2zeebe.sysusers $(DESTDIR)$(sysusersdir)/mqtt2zeebe.conf
 	install -d -m 0700 $(DESTDIR)$(localstatedir)/lib/mqtt2zeebe
+	if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null; then \
+		systemd-sysusers $(sysusersdir)/mqtt2zeebe.conf && \
+		chgrp mqtt2zeebe $(sysconfdir)/mqtt2zeebe $(sysconfdir)/mqtt2zeebe/mqtt2zeebe.ini && \
+		chown mqtt2zeebe:mqtt2zeebe $(localstatedir)/lib/mqtt2zeebe; fi
 
 clean:
 	rm -rf build build-*

@@ -51,7 +51,8 @@ bool oauth_wait(struct oauth *oa, int64_t timeout_ms);
 struct oauth_stats {
 	uint64_t fetches;           /* successful */
 	uint64_t failures;          /* failed attempts */
-	int64_t expires_at_ms;      /* of the cached token, 0 if none */
+	int64_t expires_at_ms;      /* wall clock, of the cached token; 0 if none,
+	                             * INT64_MAX if it never expires */
 };
 void oauth_get_stats(struct oauth *oa, struct oauth_stats *st);
 

@@ -1,0 +1,614 @@
+/* oauth.c - OAuth2 client-credentials token cache with a background refresher.
+ *
+ * One thread owns every fetch, so at most one request is ever in flight;
+ * callers only read the cached "Bearer <token>" under a mutex and never
+ * wait on the network. A new token is parsed into temporaries and swapped
+ * in whole; the token and the client secret never reach a log line. */
+#define LOG_MODULE "oauth"
+#include "log.h"
+#include "oauth.h"
+#include "err.h"
+#include "buf.h"
+#include "https.h"
+#include "util.h"
+
+#include <cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define BACKOFF_START_MS 1000
+#define BACKOFF_CAP_MS 60000
+#define BACKOFF_FLOOR_MS 100      /* full jitter may draw ~0; never spin */
+#define DEFAULT_TIMEOUT_MS 10000
+#define NEVER INT64_MAX
+
+struct oauth {
+	/* immutable after oauth_new */
+	char *url;
+	char *ca_file;
+	char *user_agent;
+	char *form;                /* owned; holds the secret, wiped on free */
+	int64_t timeout_ms;
+	int64_t refresh_ahead_ms;
+	struct https_client *http; /* used by the refresher thread only */
+	pthread_t thread;
+	bool thread_started;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cond;       /* CLOCK_MONOTONIC; token swapped, stop, invalidate */
+	/* under mu */
+	char *header;              /* "Bearer <token>", NULL when none; wiped on free */
+	uint64_t gen;              /* of HEADER; bumps on every new token */
+	int64_t expires_at;        /* monotonic ms, NEVER when no expires_in */
+	int64_t refresh_at;        /* monotonic ms */
+	bool fetch_now;            /* the cached token was rejected */
+	bool stop;
+	unsigned fail_streak;
+	int64_t next_try;          /* monotonic ms; backoff after a failure */
+	uint64_t fetches, failures;
+};
+
+/* ======================================================================== */
+/* Pure parts                                                               */
+/* ======================================================================== */
+
+/* Copy untrusted text for a log line: printable ASCII only, bounded. */
+static void copy_printable(char *dst, size_t n, const char *src)
+{
+	size_t i = 0;
+
+	for (; src && src[i] && i + 1 < n && i < 200; i++)
+		dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
+	dst[n ? (i < n ? i : n - 1) : 0] = '\0';
+}
+
+static int oauth_error_member(const cJSON *root, char *err, size_t errlen)
+{
+	const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "error");
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "error_description");
+	char code[80] = "", desc[210] = "";
+
+	copy_printable(code, sizeof(code), cJSON_IsString(e) ? e->valuestring : "(non-string)");
+	if (cJSON_IsString(d))
+		copy_printable(desc, sizeof(desc), d->valuestring);
+	snprintf(err, errlen, "token endpoint error: %s%s%s", code, *desc ? ": " : "", desc);
+	return M2Z_ERR_PARSE;
+}
+
+/* expires_in as number or decimal string; -1 when absent or 0 (as the Go
+ * client: no expiry). */
+static int parse_expires_in(const cJSON *v, int64_t *out)
+{
+	double d;
+
+	if (!v || cJSON_IsNull(v)) {
+		*out = -1;
+		return 0;
+	}
+	if (cJSON_IsNumber(v)) {
+		d = v->valuedouble;
+	} else if (cJSON_IsString(v) && v->valuestring[0]) {
+		char *end;
+		errno = 0;
+		long long ll = strtoll(v->valuestring, &end, 10);
+		if (errno || *end || !isdigit((unsigned char)v->valuestring[0]))
+			return M2Z_ERR_PARSE;
+		d = (double)ll;
+	} else {
+		return M2Z_ERR_PARSE;
+	}
+	if (!isfinite(d) || d < 0 || d > 100.0 * 365 * 86400)
+		return M2Z_ERR_PARSE;
+	*out = d >= 1 ? (int64_t)d : -1;
+	return 0;
+}
+
+/* The token goes into a header: refuse anything but visible ASCII. */
+static bool header_safe(const char *s)
+{
+	for (; *s; s++)
+		if (*s < 0x21 || *s > 0x7e)
+			return false;
+	return true;
+}
+
+static int token_type_of(const cJSON *tt, char **out)
+{
+	const char *s = "";
+
+	if (tt && !cJSON_IsNull(tt)) {
+		if (!cJSON_IsString(tt))
+			return M2Z_ERR_PARSE;
+		s = tt->valuestring;
+	}
+	if (!*s || strcasecmp(s, "bearer") == 0)
+		s = "Bearer";
+	if (!header_safe(s))
+		return M2Z_ERR_PARSE;
+	*out = strdup(s);
+	return *out ? 0 : M2Z_ERR_NOMEM;
+}
+
+static int parse_root(const cJSON *root, struct oauth_token *t, char *err, size_t errlen)
+{
+	const cJSON *at = cJSON_GetObjectItemCaseSensitive(root, "access_token");
+
+	if (cJSON_GetObjectItemCaseSensitive(root, "error"))
+		return oauth_error_member(root, err, errlen);
+	if (!cJSON_IsString(at)) {
+		snprintf(err, errlen, "no access_token in the response");
+		return M2Z_ERR_PARSE;
+	}
+	if (!at->valuestring[0]) {
+		snprintf(err, errlen, "empty access_token in the response");
+		return M2Z_ERR_PARSE;
+	}
+	if (!header_safe(at->valuestring)) {
+		snprintf(err, errlen, "access_token has characters not allowed in a header");
+		return M2Z_ERR_PARSE;
+	}
+	if (parse_expires_in(cJSON_GetObjectItemCaseSensitive(root, "expires_in"),
+			     &t->expires_in_s)) {
+		snprintf(err, errlen, "bad expires_in in the response");
+		return M2Z_ERR_PARSE;
+	}
+	if (token_type_of(cJSON_GetObjectItemCaseSensitive(root, "token_type"), &t->token_type)) {
+		snprintf(err, errlen, "bad token_type in the response");
+		return M2Z_ERR_PARSE;
+	}
+	t->access_token = strdup(at->valuestring);
+	if (!t->access_token) {
+		snprintf(err, errlen, "out of memory");
+		return M2Z_ERR_NOMEM;
+	}
+	return 0;
+}
+
+int oauth_parse_token(const char *body, size_t len, struct oauth_token *out,
+		      char *err, size_t errlen)
+{
+	struct oauth_token t = { NULL, NULL, -1 };
+	cJSON *root = cJSON_ParseWithLength(body, len);
+	int rc;
+
+	if (!root || !cJSON_IsObject(root)) {
+		snprintf(err, errlen, "response is not a JSON object");
+		cJSON_Delete(root);
+		return M2Z_ERR_PARSE;
+	}
+	rc = parse_root(root, &t, err, errlen);
+	cJSON_Delete(root);   /* NB: cJSON frees without wiping; token copies are ours */
+	if (rc) {
+		oauth_token_clear(&t);
+		return rc;
+	}
+	*out = t;
+	return 0;
+}
+
+static void free_secret(char *s)
+{
+	if (s) {
+		explicit_bzero(s, strlen(s));
+		free(s);
+	}
+}
+
+void oauth_token_clear(struct oauth_token *t)
+{
+	if (!t)
+		return;
+	free_secret(t->access_token);
+	free(t->token_type);
+	t->access_token = NULL;
+	t->token_type = NULL;
+	t->expires_in_s = -1;
+}
+
+/* application/x-www-form-urlencoded: unreserved kept, space '+', rest %XX. */
+static int form_put(struct buf *b, const char *key, const char *val)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	int rc = 0;
+
+	if (b->len)
+		rc |= buf_putc(b, '&');
+	rc |= buf_puts(b, key);
+	rc |= buf_putc(b, '=');
+	for (const unsigned char *p = (const unsigned char *)val; *p; p++) {
+		if (isalnum(*p) || *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+			rc |= buf_putc(b, (char)*p);
+		} else if (*p == ' ') {
+			rc |= buf_putc(b, '+');
+		} else {
+			char esc[3] = { '%', hex[*p >> 4], hex[*p & 15] };
+			rc |= buf_append(b, esc, 3);
+		}
+	}
+	return rc;
+}
+
+char *oauth_form_body(const struct oauth_opts *o)
+{
+	struct buf b = BUF_INIT;
+	int rc = 0;
+
+	rc |= form_put(&b, "grant_type", "client_credentials");
+	rc |= form_put(&b, "client_id", o->client_id ? o->client_id : "");
+	rc |= form_put(&b, "client_secret", o->client_secret ? o->client_secret : "");
+	if (o->audience && *o->audience)
+		rc |= form_put(&b, "audience", o->audience);
+	if (o->scope && *o->scope)
+		rc |= form_put(&b, "scope", o->scope);
+	if (rc) {
+		if (b.p)
+			explicit_bzero(b.p, b.cap);
+		buf_free(&b);
+		return NULL;
+	}
+	return b.p;
+}
+
+/* ======================================================================== */
+/* One fetch (refresher thread, no lock held)                               */
+/* ======================================================================== */
+
+/* Judge a response that arrived: 2xx + token, or the reason in ERR. */
+static int judge_response(const struct https_response *r, struct oauth_token *tok,
+			  char *err, size_t errlen)
+{
+	char why[300];
+
+	if (r->status >= 200 && r->status < 300)
+		return oauth_parse_token(r->body, r->body_len, tok, err, errlen);
+	/* Extract the OAuth error/error_description when the body has one. */
+	if (oauth_parse_token(r->body, r->body_len, tok, why, sizeof(why)) == 0) {
+		oauth_token_clear(tok);
+		why[0] = '\0';
+	} else if (strncmp(why, "token endpoint error", 20) != 0) {
+		why[0] = '\0';
+	}
+	snprintf(err, errlen, "HTTP %d%s%s", r->status, *why ? ", " : "", why);
+	return M2Z_ERR_HTTP;
+}
+
+static int fetch_token(struct oauth *oa, struct oauth_token *tok, char *err, size_t errlen)
+{
+	struct https_request req = {
+		.url = oa->url,
+		.content_type = "application/x-www-form-urlencoded",
+		.accept = "application/json",
+		.user_agent = oa->user_agent,
+		.body = oa->form,
+		.body_len = strlen(oa->form),
+		.timeout_ms = oa->timeout_ms,
+	};
+	struct https_response resp = { 0 };
+	int rc;
+
+	rc = https_post(oa->http, &req, &resp, err, errlen);
+	if (rc == 0)
+		rc = judge_response(&resp, tok, err, errlen);
+	if (resp.body)
+		explicit_bzero(resp.body, resp.body_len);
+	https_response_clear(&resp);
+	return rc;
+}
+
+/* ======================================================================== */
+/* Refresher thread                                                         */
+/* ======================================================================== */
+
+static bool token_valid(const struct oauth *oa, int64_t now)
+{
+	return oa->header && now < oa->expires_at;
+}
+
+/* Swap a fetched token in (mu held). STARTED: monotonic time of the request,
+ * so expiry errs on the early side. */
+static int install_token(struct oauth *oa, struct oauth_token *tok, int64_t started)
+{
+	struct buf h = BUF_INIT;
+
+	if (buf_printf(&h, "%s %s", tok->token_type, tok->access_token)) {
+		buf_free(&h);
+		return M2Z_ERR_NOMEM;
+	}
+	free_secret(oa->header);
+	oa->header = h.p;
+	oa->gen++;
+	if (tok->expires_in_s < 0) {
+		oa->expires_at = oa->refresh_at = NEVER;
+	} else {
+		int64_t life = tok->expires_in_s * 1000;
+		/* Refresh ahead, but not more often than 4 times per lifetime
+		 * when the lifetime is shorter than the refresh-ahead skew. */
+		int64_t by_skew = started + life - oa->refresh_ahead_ms;
+		int64_t by_life = started + life / 4;
+		oa->expires_at = started + life;
+		oa->refresh_at = by_skew > by_life ? by_skew : by_life;
+	}
+	oa->fetch_now = false;
+	oa->fail_streak = 0;
+	oa->next_try = 0;
+	oa->fetches++;
+	return 0;
+}
+
+static int64_t backoff_ms(unsigned streak)
+{
+	int64_t ceil = BACKOFF_START_MS;
+
+	for (unsigned i = 1; i < streak && ceil < BACKOFF_CAP_MS; i++)
+		ceil *= 2;
+	if (ceil > BACKOFF_CAP_MS)
+		ceil = BACKOFF_CAP_MS;
+	return BACKOFF_FLOOR_MS + (int64_t)rand_below((uint64_t)(ceil - BACKOFF_FLOOR_MS + 1));
+}
+
+/* Fetch once and record the outcome. Called with mu held; drops it around
+ * the network call. */
+static void fetch_and_apply(struct oauth *oa)
+{
+	struct oauth_token tok = { NULL, NULL, -1 };
+	char err[512] = "";
+	int64_t started = mono_ms();
+	int rc;
+
+	pthread_mutex_unlock(&oa->mu);
+	rc = fetch_token(oa, &tok, err, sizeof(err));
+	pthread_mutex_lock(&oa->mu);
+	if (rc == 0 && (rc = install_token(oa, &tok, started)) == 0) {
+		if (tok.expires_in_s < 0)
+			log_info("token from %s: generation %llu, no expiry", oa->url,
+				 (unsigned long long)oa->gen);
+		else
+			log_info("token from %s: generation %llu, expires in %lld s", oa->url,
+				 (unsigned long long)oa->gen, (long long)tok.expires_in_s);
+		pthread_cond_broadcast(&oa->cond);
+	} else {
+		int64_t wait = backoff_ms(++oa->fail_streak);
+		oa->failures++;
+		oa->next_try = mono_ms() + wait;
+		log_warn("token fetch from %s failed: %s (%s); attempt %u, retry in %lld ms",
+			 oa->url, *err ? err : "unknown", m2z_strerror(rc), oa->fail_streak,
+			 (long long)wait);
+	}
+	oauth_token_clear(&tok);
+}
+
+/* When the next fetch is due (mu held). */
+static int64_t next_due(const struct oauth *oa)
+{
+	int64_t due = (!oa->header || oa->fetch_now) ? 0 : oa->refresh_at;
+
+	return due > oa->next_try ? due : oa->next_try;
+}
+
+static void wait_until(struct oauth *oa, int64_t due)
+{
+	struct timespec ts;
+
+	if (due == NEVER) {
+		pthread_cond_wait(&oa->cond, &oa->mu);
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t left = due - mono_ms();
+	ts.tv_sec += left / 1000;
+	ts.tv_nsec += (long)(left % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(&oa->cond, &oa->mu, &ts);
+}
+
+static void *refresher(void *arg)
+{
+	struct oauth *oa = arg;
+
+	pthread_mutex_lock(&oa->mu);
+	while (!oa->stop) {
+		int64_t due = next_due(oa);
+
+		if (mono_ms() >= due)
+			fetch_and_apply(oa);
+		else
+			wait_until(oa, due);
+	}
+	pthread_mutex_unlock(&oa->mu);
+	return NULL;
+}
+
+/* ======================================================================== */
+/* Public API                                                               */
+/* ======================================================================== */
+
+static int dup_opt(const char *s, char **out)
+{
+	*out = NULL;
+	if (!s || !*s)
+		return 0;
+	*out = strdup(s);
+	return *out ? 0 : M2Z_ERR_NOMEM;
+}
+
+static int check_opts(const struct oauth_opts *o, struct https_url *u)
+{
+	if (!o->url || https_url_parse(o->url, u)) {
+		log_err("token URL is not a valid http(s):// URL (user info is not allowed)");
+		return M2Z_ERR_CONFIG;
+	}
+	if (!o->client_id || !*o->client_id || !o->client_secret || !*o->client_secret) {
+		log_err("OAuth client id and client secret are required");
+		return M2Z_ERR_CONFIG;
+	}
+	if (!u->tls)
+		log_warn("token URL %s is plain http: the client secret travels in clear", o->url);
+	return 0;
+}
+
+static int init_sync(struct oauth *oa)
+{
+	pthread_condattr_t ca;
+	int rc = 0;
+
+	if (pthread_condattr_init(&ca))
+		return M2Z_ERR_NOMEM;
+	if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) || pthread_cond_init(&oa->cond, &ca))
+		rc = M2Z_ERR_NOMEM;
+	pthread_condattr_destroy(&ca);
+	if (rc == 0 && pthread_mutex_init(&oa->mu, NULL)) {
+		pthread_cond_destroy(&oa->cond);
+		rc = M2Z_ERR_NOMEM;
+	}
+	return rc;
+}
+
+/* Everything but the thread; on failure the caller frees with oauth_free. */
+static int setup(struct oauth *oa, const struct oauth_opts *o, const struct https_url *u)
+{
+	char err[512] = "";
+	int rc = 0;
+
+	rc |= dup_opt(o->url, &oa->url);
+	rc |= dup_opt(o->ca_file, &oa->ca_file);
+	rc |= dup_opt(o->user_agent, &oa->user_agent);
+	oa->form = oauth_form_body(o);
+	if (rc || !oa->form)
+		return M2Z_ERR_NOMEM;
+	oa->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
+	oa->refresh_ahead_ms = o->refresh_ahead_ms > 0 ? o->refresh_ahead_ms : 0;
+	rc = https_client_new(oa->ca_file, &oa->http);
+	if (rc)
+		return rc;
+	if (u->tls && https_client_check_tls(oa->http, err, sizeof(err))) {
+		log_err("token endpoint trust store: %s", err);
+		return M2Z_ERR_CONFIG;
+	}
+	return 0;
+}
+
+int oauth_new(const struct oauth_opts *opts, struct oauth **out)
+{
+	struct https_url u;
+	struct oauth *oa;
+	int rc;
+
+	*out = NULL;
+	rc = check_opts(opts, &u);
+	if (rc)
+		return rc;
+	oa = calloc(1, sizeof(*oa));
+	if (!oa)
+		return M2Z_ERR_NOMEM;
+	if (init_sync(oa)) {
+		free(oa);
+		return M2Z_ERR_NOMEM;
+	}
+	rc = setup(oa, opts, &u);
+	if (rc == 0 && pthread_create(&oa->thread, NULL, refresher, oa))
+		rc = M2Z_ERR_NOMEM;
+	if (rc) {
+		oauth_free(oa);
+		return rc;
+	}
+	oa->thread_started = true;
+	log_info("token endpoint %s (client id %s)", oa->url, opts->client_id);
+	*out = oa;
+	return 0;
+}
+
+void oauth_free(struct oauth *oa)
+{
+	if (!oa)
+		return;
+	if (oa->thread_started) {
+		pthread_mutex_lock(&oa->mu);
+		oa->stop = true;
+		pthread_cond_broadcast(&oa->cond);
+		pthread_mutex_unlock(&oa->mu);
+		/* Abort a fetch in flight rather than wait out its timeout. */
+		https_client_cancel(oa->http);
+		pthread_join(oa->thread, NULL);
+	}
+	https_client_free(oa->http);
+	free_secret(oa->header);
+	free_secret(oa->form);
+	free(oa->url);
+	free(oa->ca_file);
+	free(oa->user_agent);
+	pthread_cond_destroy(&oa->cond);
+	pthread_mutex_destroy(&oa->mu);
+	free(oa);
+}
+
+int oauth_header(struct oauth *oa, char *buf, size_t len, uint64_t *gen)
+{
+	int rc = M2Z_ERR_AGAIN;
+
+	pthread_mutex_lock(&oa->mu);
+	if (token_valid(oa, mono_ms())) {
+		size_t n = strlen(oa->header);
+		if (n + 1 > len) {
+			rc = M2Z_ERR_TOO_BIG;
+		} else {
+			memcpy(buf, oa->header, n + 1);
+			if (gen)
+				*gen = oa->gen;
+			rc = 0;
+		}
+	}
+	pthread_mutex_unlock(&oa->mu);
+	return rc;
+}
+
+void oauth_invalidate(struct oauth *oa, uint64_t gen)
+{
+	pthread_mutex_lock(&oa->mu);
+	/* Only the cached generation counts: an older one was already replaced,
+	 * and a second report for the dropped one must not fetch twice. */
+	if (oa->header && gen == oa->gen) {
+		log_info("token generation %llu rejected by the gateway; fetching a new one",
+			 (unsigned long long)gen);
+		free_secret(oa->header);
+		oa->header = NULL;
+		oa->fetch_now = true;
+		pthread_cond_broadcast(&oa->cond);
+	}
+	pthread_mutex_unlock(&oa->mu);
+}
+
+bool oauth_wait(struct oauth *oa, int64_t timeout_ms)
+{
+	int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+	bool ok;
+
+	pthread_mutex_lock(&oa->mu);
+	while (!(ok = token_valid(oa, mono_ms())) && !oa->stop && mono_ms() < deadline)
+		wait_until(oa, deadline);
+	pthread_mutex_unlock(&oa->mu);
+	return ok;
+}
+
+void oauth_get_stats(struct oauth *oa, struct oauth_stats *st)
+{
+	pthread_mutex_lock(&oa->mu);
+	st->fetches = oa->fetches;
+	st->failures = oa->failures;
+	if (!oa->header)
+		st->expires_at_ms = 0;
+	else if (oa->expires_at == NEVER)
+		st->expires_at_ms = INT64_MAX;
+	else
+		st->expires_at_ms = now_ms() + (oa->expires_at - mono_ms());
+	pthread_mutex_unlock(&oa->mu);
+}
