@@ -5,8 +5,10 @@
  * records [u32 length][u32 CRC-32C of the body][body], and an acknowledgement
  * log per segment ("….ack", appended sequence numbers). A segment is deleted
  * once every record in it is acknowledged (or dropped). At open the segments
- * are scanned once (headers only, not kept in memory) and a torn or corrupt
- * tail is cut and logged; it is never fatal.
+ * are scanned once (every frame's length, CRC and sequence checked; records
+ * are not kept in memory) and a torn or corrupt tail is cut and logged; it
+ * is never fatal. Memory per live segment: a few counters plus one bit per
+ * record once any of its records is acknowledged.
  *
  * Writers (the MQTT thread) call spool_append(); one reader (the forwarder)
  * calls spool_next() and later spool_ack() in any order. Records come out in
@@ -38,10 +40,11 @@ struct spool_opts {
 	const char *dir;
 	enum spool_sync sync;
 	int64_t group_commit_ms;
-	uint64_t max_bytes;
-	int64_t max_age_ms;         /* 0 = no age limit */
+	uint64_t max_bytes;         /* live segment bytes; 0 = no limit */
+	int64_t max_age_ms;         /* 0 = no age limit; records stamped before
+				       2020 (clock not yet set) never age out */
 	enum spool_full on_full;
-	uint64_t segment_bytes;
+	uint64_t segment_bytes;     /* 64 .. 4GiB; a record must fit in one */
 };
 
 /* One record handed to the reader. Owned by the reader until
@@ -57,14 +60,19 @@ struct spool_rec {
 struct spool_stats {
 	uint64_t records;           /* live, not yet acknowledged */
 	uint64_t bytes;             /* on disk, live segments */
-	int64_t oldest_ms;          /* append time of the oldest live record, 0 if none */
+	int64_t oldest_ms;          /* append time of the oldest live record, 0 if none;
+				       segment granularity: the first record of the
+				       oldest segment still holding a live record */
 	uint64_t dropped;           /* records dropped by bounds since open */
 	uint64_t cut_bytes;         /* torn/corrupt bytes cut at open */
 	uint64_t appended;          /* records appended since open */
 };
 
 /* Open (create) the spool, replay what is there. Returns 0 or M2Z_ERR_IO /
- * M2Z_ERR_INVAL; logs the reason. */
+ * M2Z_ERR_INVAL; logs the reason. OPTS and opts->dir are copied (borrowed
+ * only during the call). DIR is created 0700 (a looser existing mode is
+ * tightened, with a warning), files 0600. DIR/lock is flock'ed: a second
+ * open of the same directory, by any process, fails with M2Z_ERR_IO. */
 int spool_open(const struct spool_opts *opts, struct spool **out);
 
 /* Append one record. Thread-safe. Returns 0 (durable as described above),
@@ -81,7 +89,9 @@ int spool_next(struct spool *sp, int timeout_ms, struct spool_rec **out);
 void spool_rec_free(struct spool_rec *rec);
 
 /* Mark SEQ done (published, duplicate or dead-lettered). Any order. An ack
- * for a dropped record is ignored. Durable with the same policy as appends. */
+ * for a dropped record is ignored. Durable with the same policy as appends
+ * (ALWAYS: fsynced before return; GROUP: by the next group commit; NONE:
+ * written within group_commit_ms). Still accepted after spool_close(). */
 int spool_ack(struct spool *sp, uint64_t seq);
 
 /* Make records handed out but not acknowledged come out of spool_next()

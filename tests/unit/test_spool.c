@@ -1,0 +1,1052 @@
+/* test_spool.c - the durable spool: order, acks, restart, torn tails,
+ * bounds, locking, concurrency. Each test runs in its own mkdtemp dir.
+ * M2Z_SLOW_TESTS=1 adds measurements (300 MB replay, append throughput). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "log.h"
+#include "spool.h"
+
+#define FRAME 24                /* bytes of framing per record */
+
+struct fx {
+	char dir[64];
+	struct spool_opts o;
+};
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st; (void)flag; (void)f;
+	return remove(p);
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	strcpy(f->dir, "/tmp/m2z-spool-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	f->o.dir = f->dir;
+	f->o.sync = SPOOL_SYNC_NONE;
+	f->o.group_commit_ms = 10;
+	f->o.max_bytes = 0;
+	f->o.on_full = SPOOL_FULL_BLOCK;
+	f->o.segment_bytes = 1 << 20;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	free(f);
+	return 0;
+}
+
+static struct spool *sp_open(struct fx *f)
+{
+	struct spool *sp = NULL;
+
+	assert_int_equal(spool_open(&f->o, &sp), 0);
+	assert_non_null(sp);
+	return sp;
+}
+
+/* Payload "rec-N" padded with 'x' to LEN bytes (LEN >= 12). */
+static uint64_t put(struct spool *sp, int n, size_t len)
+{
+	char b[4096];
+	uint64_t seq = 0;
+
+	memset(b, 'x', len);
+	snprintf(b, len, "rec-%d", n);
+	assert_int_equal(spool_append(sp, b, len, &seq), 0);
+	return seq;
+}
+
+/* Next record must be "rec-N"; returns its seq. */
+static uint64_t expect(struct spool *sp, int n)
+{
+	struct spool_rec *r = NULL;
+	char want[32];
+	uint64_t seq;
+
+	assert_int_equal(spool_next(sp, 0, &r), 0);
+	snprintf(want, sizeof(want), "rec-%d", n);
+	assert_string_equal((const char *)r->data, want);
+	seq = r->seq;
+	spool_rec_free(r);
+	return seq;
+}
+
+static void expect_empty(struct spool *sp)
+{
+	struct spool_rec *r = NULL;
+
+	assert_int_equal(spool_next(sp, 0, &r), M2Z_ERR_AGAIN);
+	assert_null(r);
+}
+
+static int count_files(const char *dir, const char *ext)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		size_t l = strlen(e->d_name);
+		if (l > strlen(ext) && strcmp(e->d_name + l - strlen(ext), ext) == 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static void seg_name(const struct fx *f, uint64_t first, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s/%020" PRIu64 ".seg", f->dir, first);
+}
+
+static off_t file_size(const char *p)
+{
+	struct stat st;
+
+	assert_int_equal(stat(p, &st), 0);
+	return st.st_size;
+}
+
+/* ---------------------------------------------------------------- basics */
+
+static void test_order_and_ack(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = sp_open(f);
+	struct spool_stats st;
+	uint64_t seqs[10];
+
+	for (int i = 0; i < 10; i++)
+		seqs[i] = put(sp, i, 40);
+	for (int i = 1; i < 10; i++)
+		assert_true(seqs[i] == seqs[i - 1] + 1);
+	for (int i = 0; i < 10; i++)
+		assert_true(expect(sp, i) == seqs[i]);
+	expect_empty(sp);
+	spool_get_stats(sp, &st);
+	assert_int_equal(st.records, 10);
+	assert_int_equal(st.appended, 10);
+	assert_int_equal(st.bytes, 10 * (40 + FRAME));
+	assert_true(st.oldest_ms > 0);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(spool_ack(sp, seqs[i]), 0);
+	assert_int_equal(spool_ack(sp, seqs[3]), 0);      /* twice: ignored */
+	assert_int_equal(spool_ack(sp, 999999), 0);       /* unknown: ignored */
+	spool_get_stats(sp, &st);
+	assert_int_equal(st.records, 0);
+	assert_int_equal(st.oldest_ms, 0);
+	spool_free(sp);
+}
+
+static void test_ack_out_of_order_restart(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = sp_open(f);
+	uint64_t seqs[20];
+
+	f->o.segment_bytes = 8 * (40 + FRAME);   /* 3 segments */
+	spool_free(sp);
+	sp = sp_open(f);
+	for (int i = 0; i < 20; i++)
+		seqs[i] = put(sp, i, 40);
+	for (int i = 0; i < 20; i++)
+		expect(sp, i);
+	for (int i = 19; i >= 0; i--)
+		if (i % 2)
+			assert_int_equal(spool_ack(sp, seqs[i]), 0);
+	spool_free(sp);
+
+	sp = sp_open(f);
+	for (int i = 0; i < 20; i += 2)
+		assert_true(expect(sp, i) == seqs[i]);
+	expect_empty(sp);
+	spool_free(sp);
+}
+
+static void test_rewind(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = sp_open(f);
+	uint64_t s[3];
+
+	for (int i = 0; i < 3; i++)
+		s[i] = put(sp, i, 30);
+	for (int i = 0; i < 3; i++)
+		expect(sp, i);
+	spool_ack(sp, s[1]);
+	spool_rewind(sp);
+	expect(sp, 0);
+	expect(sp, 2);
+	expect_empty(sp);
+	spool_free(sp);
+}
+
+static void test_rotation_and_deletion(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp;
+	uint64_t seqs[30];
+
+	f->o.segment_bytes = 3 * (50 + FRAME);
+	sp = sp_open(f);
+	for (int i = 0; i < 30; i++)
+		seqs[i] = put(sp, i, 50);
+	assert_int_equal(count_files(f->dir, ".seg"), 10);
+	for (int i = 0; i < 30; i++)
+		expect(sp, i);
+	/* Acking all of a segment but the write segment deletes it. */
+	for (int i = 0; i < 30; i++)
+		assert_int_equal(spool_ack(sp, seqs[i]), 0);
+	assert_int_equal(count_files(f->dir, ".seg"), 1);
+	spool_free(sp);
+	assert_int_equal(count_files(f->dir, ".seg"), 1);
+	sp = sp_open(f);
+	expect_empty(sp);
+	spool_free(sp);
+}
+
+static void test_seq_increases_across_restarts(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = sp_open(f);
+	uint64_t a, b;
+
+	a = put(sp, 0, 20);
+	expect(sp, 0);
+	spool_ack(sp, a);
+	spool_free(sp);
+	sp = sp_open(f);
+	b = put(sp, 1, 20);
+	assert_true(b > a);
+	spool_free(sp);
+	sp = sp_open(f);
+	assert_true(put(sp, 2, 20) > b);
+	expect(sp, 1);
+	expect(sp, 2);
+	spool_free(sp);
+}
+
+static void test_sync_always_and_group(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp;
+	uint64_t s[6];
+
+	f->o.sync = SPOOL_SYNC_ALWAYS;
+	sp = sp_open(f);
+	for (int i = 0; i < 3; i++)
+		s[i] = put(sp, i, 100);
+	expect(sp, 0);
+	spool_ack(sp, s[0]);
+	spool_free(sp);
+	f->o.sync = SPOOL_SYNC_GROUP;
+	sp = sp_open(f);
+	for (int i = 3; i < 6; i++)
+		s[i] = put(sp, i, 100);
+	expect(sp, 1);
+	spool_ack(sp, s[1]);
+	usleep(50 * 1000);      /* a group commit writes the ack log */
+	assert_int_equal(spool_sync(sp), 0);
+	spool_free(sp);
+	sp = sp_open(f);
+	for (int i = 2; i < 6; i++)
+		expect(sp, i);
+	expect_empty(sp);
+	spool_free(sp);
+}
+
+/* Bitwise reference CRC-32C (Castagnoli, reflected 0x82F63B78). */
+static uint32_t ref_crc32c(const uint8_t *p, size_t n)
+{
+	uint32_t c = 0xFFFFFFFFu;
+
+	while (n--) {
+		c ^= *p++;
+		for (int k = 0; k < 8; k++)
+			c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+	}
+	return ~c;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void *read_file(const char *p, size_t *n);
+
+/* The documented frame: [u32 len][u32 crc32c(body)][u64 seq][i64 ms][payload]. */
+static void test_frame_format(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = sp_open(f);
+	char path[512];
+	size_t n;
+	uint8_t *img;
+	uint64_t seq = 0;
+
+	assert_int_equal(ref_crc32c((const uint8_t *)"123456789", 9), 0xE3069283u);
+	assert_int_equal(spool_append(sp, "123456789", 9, &seq), 0);
+	spool_free(sp);
+	seg_name(f, seq, path, sizeof(path));
+	img = read_file(path, &n);
+	assert_int_equal(n, 9 + FRAME);
+	assert_int_equal(le32(img), 16 + 9);
+	assert_int_equal(le32(img + 4), ref_crc32c(img + 8, 16 + 9));
+	assert_int_equal(le32(img + 8), seq);
+	assert_memory_equal(img + 24, "123456789", 9);
+	free(img);
+}
+
+/* ---------------------------------------------------------------- torn tails */
+
+static void write_file(const char *p, const void *d, size_t n)
+{
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, d, n), (ssize_t)n);
+	close(fd);
+}
+
+static void *read_file(const char *p, size_t *n)
+{
+	size_t sz = (size_t)file_size(p);
+	void *d = malloc(sz ? sz : 1);
+	int fd = open(p, O_RDONLY);
+
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, d, sz), (ssize_t)sz);
+	close(fd);
+	*n = sz;
+	return d;
+}
+
+/* The spool in F holds exactly N records "rec-0".."rec-N-1" (+ M more). */
+static void expect_all(struct fx *f, int n, uint64_t cut)
+{
+	struct spool *sp = sp_open(f);
+	struct spool_stats st;
+
+	spool_get_stats(sp, &st);
+	assert_int_equal(st.cut_bytes, cut);
+	assert_int_equal(st.records, n);
+	for (int i = 0; i < n; i++)
+		expect(sp, i);
+	expect_empty(sp);
+	put(sp, 100, 30);       /* appends still work after the cut */
+	expect(sp, 100);
+	spool_free(sp);
+}
+
+static void test_torn_tail_every_offset(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = sp_open(f);
+	char path[512];
+	size_t full;
+	uint8_t *img;
+
+	for (int i = 0; i < 5; i++)
+		put(sp, i, 60);
+	spool_free(sp);
+	seg_name(f, 1, path, sizeof(path));
+	img = read_file(path, &full);
+	assert_int_equal(full, 5 * (60 + FRAME));
+	size_t four = 4 * (60 + FRAME);
+	/* Every proper prefix of the last record; expect_all's own append
+	 * is overwritten by the next round's image. */
+	log_set_level(LOG_LVL_ERROR);
+	for (size_t cut = four; cut < full; cut++) {
+		write_file(path, img, cut);
+		expect_all(f, 4, cut - four);
+	}
+	log_set_level(LOG_LVL_INFO);
+	free(img);
+}
+
+static void build_five(struct fx *f, char *path, size_t cap)
+{
+	struct spool *sp = sp_open(f);
+
+	for (int i = 0; i < 5; i++)
+		put(sp, i, 60);
+	spool_free(sp);
+	seg_name(f, 1, path, cap);
+}
+
+static void append_bytes(const char *p, const void *d, size_t n)
+{
+	int fd = open(p, O_WRONLY | O_APPEND);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, d, n), (ssize_t)n);
+	close(fd);
+}
+
+static void test_garbage_tail(void **state)
+{
+	struct fx *f = *state;
+	char path[512];
+	uint8_t junk[100];
+
+	build_five(f, path, sizeof(path));
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = (uint8_t)(i * 37 + 11);
+	append_bytes(path, junk, sizeof(junk));
+	expect_all(f, 5, sizeof(junk));
+}
+
+static void test_zero_tail(void **state)
+{
+	struct fx *f = *state;
+	char path[512];
+	uint8_t z[4096] = { 0 };
+
+	build_five(f, path, sizeof(path));
+	append_bytes(path, z, sizeof(z));
+	expect_all(f, 5, sizeof(z));
+}
+
+static void test_crc_flip_middle_segment(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp;
+	char path[512];
+	size_t rec = 60 + FRAME;
+	uint8_t b;
+	int fd;
+
+	f->o.segment_bytes = 3 * rec;
+	sp = sp_open(f);
+	for (int i = 0; i < 9; i++)
+		put(sp, i, 60);
+	spool_free(sp);
+	assert_int_equal(count_files(f->dir, ".seg"), 3);
+	/* Flip a payload byte of the 2nd record of the middle segment (4..6). */
+	seg_name(f, 4, path, sizeof(path));
+	fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &b, 1, (off_t)(rec + FRAME + 20)), 1);
+	b ^= 0x01;
+	assert_int_equal(pwrite(fd, &b, 1, (off_t)(rec + FRAME + 20)), 1);
+	close(fd);
+
+	sp = sp_open(f);
+	struct spool_stats st;
+	spool_get_stats(sp, &st);
+	assert_int_equal(st.cut_bytes, 2 * rec);
+	assert_int_equal(st.records, 7);
+	assert_int_equal(file_size(path), (off_t)rec);
+	for (int i = 0; i < 4; i++)
+		expect(sp, i);
+	for (int i = 6; i < 9; i++)
+		expect(sp, i);
+	expect_empty(sp);
+	spool_free(sp);
+}
+
+static void test_torn_ack_log(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = sp_open(f);
+	char path[512];
+	uint64_t s0 = put(sp, 0, 30);
+
+	put(sp, 1, 30);
+	expect(sp, 0);
+	spool_ack(sp, s0);
+	spool_free(sp);
+	snprintf(path, sizeof(path), "%s/%020d.ack", f->dir, 1);
+	append_bytes(path, "\0\0\0\0\0\0\0\0\x07\x07\x07", 11);  /* zero entry + torn */
+	sp = sp_open(f);
+	expect(sp, 1);
+	expect_empty(sp);
+	spool_free(sp);
+	assert_int_equal(file_size(path) % 8, 0);
+}
+
+/* ---------------------------------------------------------------- bounds */
+
+struct appender {
+	struct spool *sp;
+	int rc;
+	volatile int done;
+};
+
+static void *append_thread(void *arg)
+{
+	struct appender *a = arg;
+	char b[50];
+
+	memset(b, 'x', sizeof(b));
+	snprintf(b, sizeof(b), "rec-%d", 99);
+	a->rc = spool_append(a->sp, b, sizeof(b), NULL);
+	__atomic_store_n(&a->done, 1, __ATOMIC_SEQ_CST);
+	return NULL;
+}
+
+/* Join A's thread, failing (not hanging) if it is still blocked after 5 s. */
+static void join_within(struct appender *a, pthread_t t, struct spool *sp)
+{
+	for (int i = 0; i < 500 && !__atomic_load_n(&a->done, __ATOMIC_SEQ_CST); i++)
+		usleep(10 * 1000);
+	if (!__atomic_load_n(&a->done, __ATOMIC_SEQ_CST))
+		spool_close(sp);        /* release it so the test can end */
+	pthread_join(t, NULL);
+	assert_int_equal(a->rc, 0);
+}
+
+static void bounded(struct fx *f, enum spool_full mode)
+{
+	f->o.segment_bytes = 3 * (50 + FRAME);
+	f->o.max_bytes = 300;   /* 4 records of 74 bytes */
+	f->o.on_full = mode;
+}
+
+static void test_full_block(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp;
+	struct appender a = { 0 };
+	pthread_t t;
+	uint64_t s[4];
+
+	bounded(f, SPOOL_FULL_BLOCK);
+	sp = sp_open(f);
+	for (int i = 0; i < 4; i++)
+		s[i] = put(sp, i, 50);
+	a.sp = sp;
+	pthread_create(&t, NULL, append_thread, &a);
+	usleep(100 * 1000);
+	assert_int_equal(__atomic_load_n(&a.done, __ATOMIC_SEQ_CST), 0);
+	for (int i = 0; i < 4; i++)
+		expect(sp, i);
+	spool_ack(sp, s[0]);
+	spool_ack(sp, s[1]);
+	usleep(50 * 1000);
+	assert_int_equal(__atomic_load_n(&a.done, __ATOMIC_SEQ_CST), 0);
+	spool_ack(sp, s[2]);    /* first segment complete: deleted */
+	join_within(&a, t, sp);
+	expect(sp, 99);
+
+	/* Full again (3 live records + 1 more fits, then blocks): close
+	 * releases the blocked appender with CLOSED. */
+	put(sp, 5, 50);
+	put(sp, 6, 50);
+	memset(&a, 0, sizeof(a));
+	a.sp = sp;
+	pthread_create(&t, NULL, append_thread, &a);
+	usleep(100 * 1000);
+	assert_int_equal(__atomic_load_n(&a.done, __ATOMIC_SEQ_CST), 0);
+	spool_close(sp);
+	pthread_join(t, NULL);
+	assert_int_equal(a.rc, M2Z_ERR_CLOSED);
+	spool_free(sp);
+}
+
+static void test_full_block_write_segment_acked(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp;
+	struct appender a = { 0 };
+	pthread_t t;
+	uint64_t s[3];
+
+	/* Everything live is in the write segment: an ack must free it. */
+	f->o.segment_bytes = 1000;
+	f->o.max_bytes = 3 * (50 + FRAME);
+	sp = sp_open(f);
+	for (int i = 0; i < 3; i++)
+		s[i] = put(sp, i, 50);
+	a.sp = sp;
+	pthread_create(&t, NULL, append_thread, &a);
+	for (int i = 0; i < 3; i++)
+		expect(sp, i);
+	usleep(50 * 1000);
+	for (int i = 0; i < 3; i++)
+		spool_ack(sp, s[i]);
+	join_within(&a, t, sp);
+	expect(sp, 99);
+	spool_free(sp);
+}
+
+static void test_full_drop_oldest(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp;
+	struct spool_rec *r = NULL;
+	struct spool_stats st;
+
+	bounded(f, SPOOL_FULL_DROP_OLDEST);
+	log_set_level(LOG_LVL_ERROR);
+	sp = sp_open(f);
+	for (int i = 0; i < 4; i++)
+		put(sp, i, 50);
+	assert_int_equal(spool_next(sp, 0, &r), 0);    /* rec-0 handed out */
+	put(sp, 4, 50);         /* drops segment 1..3 */
+	spool_get_stats(sp, &st);
+	assert_int_equal(st.dropped, 3);
+	assert_int_equal(st.records, 2);
+	assert_string_equal((const char *)r->data, "rec-0");   /* still valid */
+	assert_int_equal(spool_ack(sp, r->seq), 0);            /* ignored */
+	spool_rec_free(r);
+	expect(sp, 3);
+	expect(sp, 4);
+	expect_empty(sp);
+	for (int i = 5; i < 12; i++)
+		put(sp, i, 50);
+	spool_get_stats(sp, &st);
+	assert_true(st.bytes <= 300);
+	assert_true(st.dropped > 3);
+	spool_free(sp);
+	log_set_level(LOG_LVL_INFO);
+}
+
+static void test_full_reject_newest(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp;
+	char b[50] = "rec-x";
+
+	bounded(f, SPOOL_FULL_REJECT_NEWEST);
+	sp = sp_open(f);
+	for (int i = 0; i < 4; i++)
+		put(sp, i, 50);
+	assert_int_equal(spool_append(sp, b, sizeof(b), NULL), M2Z_ERR_FULL);
+	for (int i = 0; i < 4; i++)
+		expect(sp, i);
+	expect_empty(sp);
+	spool_free(sp);
+}
+
+static void test_too_big(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp;
+	char b[300] = { 0 };
+
+	f->o.segment_bytes = 256;
+	sp = sp_open(f);
+	assert_int_equal(spool_append(sp, b, 256 - FRAME + 1, NULL), M2Z_ERR_TOO_BIG);
+	assert_int_equal(spool_append(sp, b, 256 - FRAME, NULL), 0);
+	spool_free(sp);
+}
+
+static void test_max_age(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp;
+	struct spool_stats st;
+
+	f->o.max_age_ms = 400;
+	log_set_level(LOG_LVL_ERROR);
+	sp = sp_open(f);
+	for (int i = 0; i < 3; i++)
+		put(sp, i, 30);
+	usleep(600 * 1000);
+	put(sp, 3, 30);
+	expect(sp, 3);
+	expect_empty(sp);
+	spool_get_stats(sp, &st);
+	assert_int_equal(st.dropped, 3);
+	spool_free(sp);
+	f->o.max_age_ms = 0;
+	sp = sp_open(f);        /* dropped records stay dropped */
+	expect(sp, 3);
+	expect_empty(sp);
+	spool_free(sp);
+	log_set_level(LOG_LVL_INFO);
+}
+
+/* ---------------------------------------------------------------- dir, lock */
+
+static void test_dir_mode_and_lock(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp, *sp2 = (struct spool *)1;
+	struct stat st;
+	char sub[128], path[512];
+	struct spool_opts o = f->o;
+
+	snprintf(sub, sizeof(sub), "%s/new", f->dir);
+	o.dir = sub;
+	assert_int_equal(spool_open(&o, &sp), 0);
+	put(sp, 0, 30);
+	assert_int_equal(stat(sub, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	snprintf(path, sizeof(path), "%s/%020d.seg", sub, 1);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(spool_open(&o, &sp2), M2Z_ERR_IO);
+	assert_null(sp2);
+	spool_free(sp);
+	/* A looser existing directory is tightened. */
+	chmod(sub, 0755);
+	assert_int_equal(spool_open(&o, &sp), 0);
+	assert_int_equal(stat(sub, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	expect(sp, 0);
+	spool_free(sp);
+}
+
+/* ---------------------------------------------------------------- concurrency */
+
+#define N_THREADS 4
+#define N_PER 3000
+
+struct conc {
+	struct spool *sp;
+	int id;
+};
+
+static void *conc_append(void *arg)
+{
+	struct conc *c = arg;
+	char b[64];
+
+	for (int i = 0; i < N_PER; i++) {
+		int n = snprintf(b, sizeof(b), "t%d-%d", c->id, i);
+		assert_int_equal(spool_append(c->sp, b, (size_t)n + 1, NULL), 0);
+	}
+	return NULL;
+}
+
+static void test_concurrent(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp;
+	pthread_t t[N_THREADS];
+	struct conc c[N_THREADS];
+	uint8_t *seen = calloc(N_THREADS * N_PER, 1);
+	int last[N_THREADS], got = 0;
+	uint64_t prev_seq = 0;
+
+	f->o.sync = SPOOL_SYNC_GROUP;
+	f->o.segment_bytes = 4096;
+	sp = sp_open(f);
+	for (int i = 0; i < N_THREADS; i++) {
+		c[i].sp = sp;
+		c[i].id = i;
+		last[i] = -1;
+		pthread_create(&t[i], NULL, conc_append, &c[i]);
+	}
+	while (got < N_THREADS * N_PER) {
+		struct spool_rec *r = NULL;
+		int tid, n;
+		int rc = spool_next(sp, 2000, &r);
+		assert_int_equal(rc, 0);
+		assert_true(r->seq > prev_seq);
+		prev_seq = r->seq;
+		assert_int_equal(sscanf((const char *)r->data, "t%d-%d", &tid, &n), 2);
+		assert_true(tid >= 0 && tid < N_THREADS && n >= 0 && n < N_PER);
+		assert_int_equal(seen[tid * N_PER + n], 0);
+		seen[tid * N_PER + n] = 1;
+		assert_true(n > last[tid]);     /* per-thread order kept */
+		last[tid] = n;
+		assert_int_equal(spool_ack(sp, r->seq), 0);
+		spool_rec_free(r);
+		got++;
+	}
+	for (int i = 0; i < N_THREADS; i++)
+		pthread_join(t[i], NULL);
+	expect_empty(sp);
+	spool_free(sp);
+	assert_true(count_files(f->dir, ".seg") <= 1);
+	sp = sp_open(f);
+	expect_empty(sp);
+	spool_free(sp);
+	free(seen);
+}
+
+struct reader {
+	struct spool *sp;
+	int rc;
+};
+
+static void *reader_thread(void *arg)
+{
+	struct reader *r = arg;
+	struct spool_rec *rec = NULL;
+
+	r->rc = spool_next(r->sp, 10000, &rec);
+	spool_rec_free(rec);
+	return NULL;
+}
+
+static void test_close_wakes_reader(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = sp_open(f);
+	struct reader r = { sp, 0 };
+	pthread_t t;
+
+	pthread_create(&t, NULL, reader_thread, &r);
+	usleep(50 * 1000);
+	spool_close(sp);
+	pthread_join(t, NULL);
+	assert_int_equal(r.rc, M2Z_ERR_CLOSED);
+	assert_int_equal(spool_append(sp, "x", 1, NULL), M2Z_ERR_CLOSED);
+	spool_free(sp);
+}
+
+/* A child appends (sync none) and reports each seq after append returned;
+ * SIGKILL at a random point; every reported record must be there. */
+static void test_kill9(void **state)
+{
+	struct fx *f = *state;
+	int pfd[2];
+	pid_t pid;
+	uint64_t seq, last = 0, n = 0;
+	struct spool *sp;
+
+	f->o.segment_bytes = 8192;
+	assert_int_equal(pipe(pfd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(pfd[0]);
+		log_set_level(LOG_LVL_ERROR);
+		if (spool_open(&f->o, &sp) != 0)
+			_exit(1);
+		for (int i = 0;; i++) {
+			char b[100];
+			memset(b, 'k', sizeof(b));
+			snprintf(b, sizeof(b), "rec-%d", i);
+			if (spool_append(sp, b, sizeof(b), &seq) != 0)
+				_exit(2);
+			if (write(pfd[1], &seq, sizeof(seq)) != sizeof(seq))
+				_exit(3);
+		}
+	}
+	close(pfd[1]);
+	while (n < 3000 && read(pfd[0], &seq, sizeof(seq)) == sizeof(seq))
+		n++;
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	while (read(pfd[0], &seq, sizeof(seq)) == sizeof(seq))
+		n++;            /* appends the child completed before dying */
+	close(pfd[0]);
+	assert_true(n >= 3000);
+	sp = sp_open(f);
+	for (uint64_t i = 0; i < n; i++) {
+		last = expect(sp, (int)i);
+		assert_int_equal(last, i + 1);
+	}
+	spool_free(sp);
+}
+
+/* ---------------------------------------------------------------- measurements */
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static long long io_write_bytes(void)
+{
+	FILE *fp = fopen("/proc/self/io", "r");
+	char line[128];
+	long long v = -1;
+
+	if (!fp)
+		return -1;
+	while (fgets(line, sizeof(line), fp))
+		if (sscanf(line, "write_bytes: %lld", &v) == 1)
+			break;
+	fclose(fp);
+	return v;
+}
+
+static void bench_sync(struct fx *f, enum spool_sync mode, const char *name, int n)
+{
+	struct spool *sp;
+	char b[200];
+	long long w0, w1;
+	double t0, t1;
+
+	memset(b, 'e', sizeof(b));
+	f->o.sync = mode;
+	f->o.segment_bytes = 16 << 20;
+	f->o.group_commit_ms = 50;
+	sp = sp_open(f);
+	w0 = io_write_bytes();
+	t0 = now_s();
+	for (int i = 0; i < n; i++)
+		assert_int_equal(spool_append(sp, b, sizeof(b), NULL), 0);
+	t1 = now_s();
+	spool_sync(sp);
+	w1 = io_write_bytes();
+	spool_free(sp);
+	print_message("bench sync=%-6s %7d appends of 200 B: %9.0f/s, file bytes/event %d, "
+		      "block-layer write_bytes/event %.1f\n", name, n, n / (t1 - t0),
+		      200 + FRAME, w0 >= 0 ? (double)(w1 - w0) / n : -1.0);
+	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	mkdir(f->dir, 0700);
+}
+
+static long rss_kib(void)
+{
+	FILE *fp = fopen("/proc/self/status", "r");
+	char line[128];
+	long v = -1;
+
+	if (!fp)
+		return -1;
+	while (fgets(line, sizeof(line), fp))
+		if (sscanf(line, "VmRSS: %ld", &v) == 1)
+			break;
+	fclose(fp);
+	return v;
+}
+
+/* In a child so RSS is the spool's, not the writer's. */
+static void measure_open(struct fx *f, const char *label)
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct spool *sp = NULL;
+		struct spool_stats st;
+		struct spool_rec *r;
+		long r0 = rss_kib();
+		double t0 = now_s(), t1, t2;
+		uint64_t n = 0;
+		if (spool_open(&f->o, &sp) != 0)
+			_exit(1);
+		t1 = now_s();
+		spool_get_stats(sp, &st);
+		long r1 = rss_kib();
+		while (spool_next(sp, 0, &r) == 0) {
+			spool_ack(sp, r->seq);
+			spool_rec_free(r);
+			n++;
+		}
+		t2 = now_s();
+		print_message("replay %s: %" PRIu64 " records, %.1f MB: open %.3f s, "
+			      "RSS %ld -> %ld KiB (+%ld); drain+ack %" PRIu64 " in %.2f s, "
+			      "RSS %ld KiB\n", label, st.records, st.bytes / 1e6, t1 - t0,
+			      r0, r1, r1 - r0, n, t2 - t1, rss_kib());
+		spool_free(sp);
+		_exit(n == st.records ? 0 : 2);
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void evict_cache(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char p[512];
+
+	while ((e = readdir(d)) != NULL) {
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		int fd = open(p, O_RDONLY);
+		if (fd >= 0) {
+			fdatasync(fd);
+			posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+			close(fd);
+		}
+	}
+	closedir(d);
+}
+
+static void test_slow_measurements(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp;
+	char b[200];
+	const uint64_t target = 300ull << 20;
+
+	if (!getenv("M2Z_SLOW_TESTS")) {
+		skip();
+		return;
+	}
+	bench_sync(f, SPOOL_SYNC_NONE, "none", 200000);
+	bench_sync(f, SPOOL_SYNC_GROUP, "group", 200000);
+	bench_sync(f, SPOOL_SYNC_ALWAYS, "always", 2000);
+
+	f->o.sync = SPOOL_SYNC_NONE;
+	f->o.segment_bytes = 16 << 20;
+	f->o.max_bytes = 0;
+	memset(b, 'p', sizeof(b));
+	sp = sp_open(f);
+	for (uint64_t done = 0; done < target; done += sizeof(b) + FRAME)
+		assert_int_equal(spool_append(sp, b, sizeof(b), NULL), 0);
+	spool_free(sp);
+	measure_open(f, "warm cache");
+	/* measure_open acked everything in the child; rebuild for cold. */
+	sp = sp_open(f);
+	for (uint64_t done = 0; done < target; done += sizeof(b) + FRAME)
+		assert_int_equal(spool_append(sp, b, sizeof(b), NULL), 0);
+	spool_free(sp);
+	evict_cache(f->dir);
+	measure_open(f, "cold cache");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_order_and_ack, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ack_out_of_order_restart, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rewind, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rotation_and_deletion, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seq_increases_across_restarts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sync_always_and_group, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_frame_format, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_torn_tail_every_offset, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_garbage_tail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_zero_tail, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crc_flip_middle_segment, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_torn_ack_log, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_block, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_block_write_segment_acked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_drop_oldest, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_reject_newest, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_max_age, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dir_mode_and_lock, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_close_wakes_reader, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kill9, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slow_measurements, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
