@@ -54,7 +54,10 @@ ifeq ($(WERROR),1)
 WARN += -Werror
 endif
 CFLAGS ?= -O2 -g
-override CFLAGS += -std=gnu11 $(WARN) $(SAN_FLAGS) -pthread -D_GNU_SOURCE \
+# _FILE_OFFSET_BITS=64: 64-bit off_t/ino_t on 32-bit targets (armhf). Without
+# it readdir() fails with EOVERFLOW on 64-bit directory cookies (armhf under
+# qemu on a 64-bit host, NFS) and spool files are capped at 2 GiB.
+override CFLAGS += -std=gnu11 $(WARN) $(SAN_FLAGS) -pthread -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
 	-DM2Z_VERSION='"$(VERSION)"' -Isrc -Iplatform -I$(BUILD)/gen $(PKG_CFLAGS)
 override LDFLAGS += $(SAN_FLAGS) -pthread $(if $(filter 1,$(STATIC)),-static)
 LDLIBS := $(PKG_LIBS) $(MBEDTLS_LIBS) -lm
@@ -79,7 +82,7 @@ BIN := $(BUILD)/mqtt2zeebe
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all test check unit integration deps demo install clean bench asan
+.PHONY: all test check unit integration deps demo install clean bench asan sizes test-qemu
 all: $(BIN)
 
 $(BUILD)/gen/gateway.pb-c.c $(BUILD)/gen/gateway.pb-c.h: proto/gateway.proto
@@ -128,7 +131,8 @@ unit: $(UNIT_BIN)
 
 # Cross builds (toolchains/*.mk set QEMU) run target binaries through
 # qemu-user called explicitly; binfmt_misc is not assumed. M2Z_BIN is then a
-# wrapper that execs qemu, so signals sent to it reach the daemon.
+# wrapper that execs qemu, so signals sent to it reach the daemon. Other
+# target helpers (tests/oauth_probe) must be run as $M2Z_QEMU <path> (empty natively).
 ifneq ($(QEMU),)
 TEST_WRAPPER ?= $(QEMU)
 M2Z_RUN := $(BUILD)/mqtt2zeebe-run
@@ -137,7 +141,7 @@ $(M2Z_RUN): $(BIN)
 endif
 
 integration: $(BIN) $(M2Z_RUN) $(BUILD)/tests/oauth_probe
-	$(Q)M2Z_BIN=$(abspath $(or $(M2Z_RUN),$(BIN))) /usr/bin/python3 -m pytest -q tests/integration $(PYTEST_ARGS)
+	$(Q)M2Z_BIN=$(abspath $(or $(M2Z_RUN),$(BIN))) M2Z_QEMU='$(QEMU)' /usr/bin/python3 -m pytest -q tests/integration $(PYTEST_ARGS)
 
 test: unit integration
 check: test
@@ -152,6 +156,10 @@ deps:
 
 demo: $(BIN)
 	bash scripts/demo.sh $(abspath $(BIN))
+
+# Stripped sizes: x86_64/aarch64/armhf x dynamic/static (docs/CROSS.md).
+sizes:
+	bash scripts/sizes.sh
 
 bench: $(BIN)
 	bash bench/run.sh $(abspath $(BIN))

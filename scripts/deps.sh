@@ -10,10 +10,11 @@ pkgs=(
 	libcmocka-dev
 	mosquitto mosquitto-clients openssl
 	python3 python3-grpcio python3-protobuf protobuf-compiler
-	python3-pytest python3-paho-mqtt
+	python3-pytest python3-paho-mqtt python3-cryptography
 )
 if [ "${1:-}" = "--cross" ]; then
-	pkgs+=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf qemu-user mmdebstrap)
+	# g++-*: libstdc++.a for STATIC=1 (gRPC core is C++ inside).
+	pkgs+=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf g++-aarch64-linux-gnu g++-arm-linux-gnueabihf qemu-user mmdebstrap)
 fi
 
 missing=()

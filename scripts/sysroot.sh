@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Build a Debian sysroot holding mqtt2zeebe's target libraries (headers,
+# .so, .a, .pc) for a foreign architecture, for cross-compiling and for
+# running the result under qemu-user (-L <sysroot>).
+#
+# Usage: scripts/sysroot.sh DEB_ARCH DIR     e.g. scripts/sysroot.sh arm64 sysroots/arm64
+#
+# Why mmdebstrap --variant=extract and not multiarch (dpkg --add-architecture):
+# multiarch -dev packages must match the host's versions exactly, and it
+# mutates the host. extract just unpacks the .debs (with their dependencies)
+# into DIR; nothing runs, no root-owned state is touched outside DIR.
+#
+# Idempotent and cached: DIR/.m2z-sysroot holds a key of the arch, suite and
+# package list; if it matches, nothing is done. A changed list rebuilds.
+# The build goes to DIR.new and is renamed at the end, so an interrupted run
+# never leaves a half sysroot that looks complete.
+set -euo pipefail
+
+arch=${1:?usage: sysroot.sh DEB_ARCH DIR}
+dir=${2:?usage: sysroot.sh DEB_ARCH DIR}
+suite=${M2Z_SUITE:-bookworm}
+
+# What mqtt2zeebe links against, plus cmocka for the unit tests. libc6-dev and
+# the static-link deps of grpc (ssl, z, c-ares, re2, absl) come in as
+# dependencies. libssl-dev is named because the static libmosquitto needs it.
+pkgs=(
+	libc6-dev
+	libgrpc-dev libprotobuf-c-dev libmbedtls-dev libmosquitto-dev
+	libinih-dev libcjson-dev libcmocka-dev libssl-dev
+)
+
+key="v2 arch=$arch suite=$suite mirror=${M2Z_MIRROR:-default} pkgs=${pkgs[*]}"
+stamp="$dir/.m2z-sysroot"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key" ]; then
+	echo "sysroot: $dir up to date ($arch, $suite)"
+	exit 0
+fi
+
+command -v mmdebstrap >/dev/null || { echo "sysroot: mmdebstrap missing: run 'make deps DEPS_ARGS=--cross'" >&2; exit 1; }
+
+# The mirrors are the host's own apt sources for $suite (and $suite-updates,
+# $suite-security): those are the ones known to be reachable and consistent
+# here (mmdebstrap's built-in defaults name other hosts). M2Z_MIRROR
+# overrides with one mirror URI or a full "deb ..." line.
+mirror=()
+if [ -n "${M2Z_MIRROR:-}" ]; then
+	mirror=("$M2Z_MIRROR")
+else
+	while read -r uri rel comp; do
+		case $rel in "$suite"|"$suite"-*) mirror+=("deb $uri $rel $comp") ;; esac
+	done < <(apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Created-By: Packages' | sort -u)
+fi
+[ ${#mirror[@]} -gt 0 ] || echo "sysroot: no host apt source for $suite; using mmdebstrap's default mirror" >&2
+
+# unshare mode needs user namespaces; as root, root mode needs nothing.
+mode=auto
+[ "$(id -u)" -eq 0 ] && mode=root
+
+start=$(date +%s)
+rm -rf "$dir.new"
+mkdir -p "$(dirname "$dir")"
+inc=$(IFS=,; echo "${pkgs[*]}")
+echo "sysroot: creating $dir for $arch from $suite (mmdebstrap --variant=extract)"
+run_mmdebstrap() {
+	rm -rf "$dir.new"
+	mmdebstrap --quiet --mode="$mode" --variant=extract --architectures="$arch" \
+		--include="$inc" "$suite" "$dir.new" "$@"
+}
+degraded=
+if ! run_mmdebstrap ${mirror[@]+"${mirror[@]}"}; then
+	# Seen here: a caching proxy serving a stale bookworm-security
+	# Packages index for one architecture ("File has unexpected size...
+	# Mirror sync in progress?"). Fall back to the release + updates so the
+	# build is not blocked, and say so loudly.
+	rest=()
+	for m in ${mirror[@]+"${mirror[@]}"}; do
+		case $m in *"$suite"-security*) ;; *) rest+=("$m") ;; esac
+	done
+	[ ${#rest[@]} -gt 0 ] && [ ${#rest[@]} -lt ${#mirror[@]} ] || exit 1
+	echo "sysroot: WARNING: retrying without $suite-security: this sysroot lacks security updates" >&2
+	run_mmdebstrap "${rest[@]}"
+	degraded="without $suite-security (its index could not be fetched)"
+fi
+
+# Absolute symlinks (usr/lib/<triplet>/libz.so -> /lib/<triplet>/libz.so.1)
+# would resolve against the HOST when the linker opens them, so rewrite them
+# relative to their own directory. Linker scripts (libc.so) need no fixing:
+# ld prefixes paths in scripts that live inside --sysroot with the sysroot.
+fixed=0
+while IFS= read -r -d '' link; do
+	target=$(readlink "$link")
+	rel=$(realpath -m --relative-to="$(dirname "$link")" "$dir.new$target")
+	ln -sfn "$rel" "$link"
+	fixed=$((fixed + 1))
+done < <(find "$dir.new/usr" "$dir.new/lib" -type l -lname '/*' -print0 2>/dev/null)
+
+# Device nodes and apt state are not wanted in a sysroot.
+rm -rf "$dir.new/dev" "$dir.new/var/cache/apt" "$dir.new/var/lib/apt/lists"
+
+echo "$key" > "$dir.new/.m2z-sysroot"
+[ -z "$degraded" ] || echo "$degraded" > "$dir.new/.m2z-sysroot-degraded"
+rm -rf "$dir"
+mv "$dir.new" "$dir"
+echo "sysroot: $dir ready${degraded:+ ($degraded)} in $(( $(date +%s) - start ))s ($fixed absolute symlinks made relative, $(du -sh "$dir" | cut -f1))"
