@@ -85,7 +85,7 @@ def main():
     with open(os.path.join(ROOT, "conf", "demo.ini")) as f:
         ini = f.read()
     for k, v in {"@GATEWAY_PORT@": gateway.port, "@TOKEN_PORT@": tokens.port,
-                 "@MQTT_PORT@": mqtt_port, "@CA@": certs["ca_cert"],
+                 "@MQTT_PORT@": mqtt_port, "@CA@": certs["ca"],
                  "@SPOOL@": os.path.join(tmp, "spool")}.items():
         ini = ini.replace(k, str(v))
     conf = os.path.join(tmp, "demo.ini")
