@@ -33,6 +33,9 @@ sysusersdir ?= /usr/lib/sysusers.d
 ifeq ($(SANITIZE),1)
 BUILD ?= build-asan
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# Tests (and the agents they start) inherit these.
+export LSAN_OPTIONS := suppressions=$(abspath tests/lsan.supp):print_suppressions=0
+export UBSAN_OPTIONS := print_stacktrace=1:halt_on_error=1
 else
 BUILD ?= build$(if $(TOOLCHAIN),-$(TOOLCHAIN))$(if $(filter 1,$(STATIC)),-static)
 endif
