@@ -116,6 +116,17 @@ static void call_free(struct zcall *c)
 	free(c);
 }
 
+/* Caller holds zb->lock. */
+static void live_remove(struct zeebe *zb, struct zcall *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		zb->live = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+}
+
 static void complete(struct zcall *c, bool ok)
 {
 	struct zeebe *zb = c->zb;
@@ -134,12 +145,7 @@ static void complete(struct zcall *c, bool ok)
 		res.key = decode_key(c->response);
 
 	pthread_mutex_lock(&zb->lock);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		zb->live = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	live_remove(zb, c);
 	pthread_mutex_unlock(&zb->lock);
 
 	c->done(c->arg, &res);
@@ -254,12 +260,7 @@ int zeebe_publish(struct zeebe *zb, const void *req, size_t len, zeebe_done_fn d
 	if (start_call(zb, c) != M2Z_OK) {
 		/* Never started: no completion will come. */
 		pthread_mutex_lock(&zb->lock);
-		if (c->prev)
-			c->prev->next = c->next;
-		else
-			zb->live = c->next;
-		if (c->next)
-			c->next->prev = c->prev;
+		live_remove(zb, c);
 		zb->in_flight--;
 		pthread_mutex_unlock(&zb->lock);
 		call_free(c);
@@ -318,7 +319,6 @@ int zeebe_topology(struct zeebe *zb, int64_t timeout_ms, char *summary, size_t l
 {
 	grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
 	struct zcall c;
-	grpc_op ops[6];
 	grpc_event ev;
 	grpc_slice empty = grpc_empty_slice();
 	int code;
@@ -337,22 +337,7 @@ int zeebe_topology(struct zeebe *zb, int64_t timeout_ms, char *summary, size_t l
 	c.call = grpc_channel_create_call(zb->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
 					  grpc_slice_from_static_string("/gateway_protocol.Gateway/Topology"),
 					  NULL, deadline_after(timeout_ms), NULL);
-	memset(ops, 0, sizeof(ops));
-	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[0].data.send_initial_metadata.count = zb->oauth ? 1 : 0;
-	ops[0].data.send_initial_metadata.metadata = zb->oauth ? &c.md : NULL;
-	ops[1].op = GRPC_OP_SEND_MESSAGE;
-	ops[1].data.send_message.send_message = c.request;
-	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-	ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-	ops[3].data.recv_initial_metadata.recv_initial_metadata = &c.initial;
-	ops[4].op = GRPC_OP_RECV_MESSAGE;
-	ops[4].data.recv_message.recv_message = &c.response;
-	ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-	ops[5].data.recv_status_on_client.trailing_metadata = &c.trailing;
-	ops[5].data.recv_status_on_client.status = &c.status;
-	ops[5].data.recv_status_on_client.status_details = &c.details;
-	if (grpc_call_start_batch(c.call, ops, 6, &c, NULL) != GRPC_CALL_OK) {
+	if (start_call(zb, &c) != M2Z_OK) {
 		snprintf(summary, len, "cannot start the call");
 		code = ZEEBE_INTERNAL;
 		goto out;
