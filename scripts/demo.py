@@ -74,14 +74,26 @@ def main():
     tmp = tempfile.mkdtemp(prefix="m2z-demo-")
     certs = make_certs(os.path.join(tmp, "certs"))
     broker, mqtt_port = start_broker(tmp)
-    tokens = TokenServer(cert=certs["server_cert"], key=certs["server_key"],
-                         client_id="demo-client", client_secret="demo-secret",
-                         audience="zeebe.demo", expires_in=300)
-    tokens.start()
-    gateway = StandInGateway(tls=(certs["server_cert"], certs["server_key"]),
-                             token_check=tokens.is_valid)
-    gateway.start()
+    tokens = gateway = None
+    try:
+        tokens = TokenServer(cert=certs["server_cert"], key=certs["server_key"],
+                             client_id="demo-client", client_secret="demo-secret",
+                             audience="zeebe.demo", expires_in=300)
+        tokens.start()
+        gateway = StandInGateway(tls=(certs["server_cert"], certs["server_key"]),
+                                 token_check=tokens.is_valid)
+        gateway.start()
+        return run_agent(binary, tmp, certs, mqtt_port, tokens, gateway)
+    finally:
+        if gateway:
+            gateway.stop()
+        if tokens:
+            tokens.stop()
+        broker.terminate()
+        broker.wait()
 
+
+def run_agent(binary, tmp, certs, mqtt_port, tokens, gateway):
     with open(os.path.join(ROOT, "conf", "demo.ini")) as f:
         ini = f.read()
     for k, v in {"@GATEWAY_PORT@": gateway.port, "@TOKEN_PORT@": tokens.port,
@@ -128,10 +140,6 @@ def main():
     finally:
         agent.send_signal(signal.SIGTERM)
         rc = agent.wait(timeout=15)
-        gateway.stop()
-        tokens.stop()
-        broker.terminate()
-        broker.wait()
     print("\nagent log:")
     with open(log) as f:
         sys.stdout.write(f.read())
