@@ -71,6 +71,7 @@ struct forward {
 	int window, in_flight;
 	int consecutive_fail;
 	int64_t pause_until, pause_started;
+	int64_t last_shrink;         /* when the window was last halved */
 	bool waiting_token, gateway_failing, warned_no_oauth;
 };
 
@@ -133,8 +134,8 @@ enum fwd_class forward_classify(int code)
  * record is": they pause all sending, not just this key. */
 static bool gateway_wide(int code)
 {
-	return code == ZEEBE_UNAVAILABLE || code == ZEEBE_RESOURCE_EXHAUSTED ||
-	       code == ZEEBE_DEADLINE_EXCEEDED || code == ZEEBE_CANCELLED;
+	return code == ZEEBE_UNAVAILABLE || code == ZEEBE_DEADLINE_EXCEEDED ||
+	       code == ZEEBE_CANCELLED;
 }
 
 /* Exponential backoff with full jitter: uniform in [0, min(max, init*2^n)]. */
@@ -286,8 +287,8 @@ static void on_result(struct forward *fw, struct pend *p, int64_t now)
 			log_info("gateway accepts messages again; draining %zu event(s)", fw->npending);
 		fw->gateway_failing = false;
 		fw->consecutive_fail = 0;
-		if (fw->window < fw->o.window)
-			fw->window++;
+		if (fw->window < fw->o.window && ++fw->window == fw->o.window)
+			log_info("window back to %d calls in flight", fw->window);
 		finish(fw, p);
 		return;
 	case FWD_DEAD:
@@ -313,9 +314,18 @@ static void on_result(struct forward *fw, struct pend *p, int64_t now)
 		return;
 	case FWD_RETRY:
 		STAT_INC(retries);
-		if (gateway_wide(p->code)) {
-			if (p->code == ZEEBE_RESOURCE_EXHAUSTED && fw->window > 1)
+		if (p->code == ZEEBE_RESOURCE_EXHAUSTED) {
+			/* Backpressure: send less (halve the window, at most once
+			 * per round trip) and retry this record after a backoff;
+			 * the other keys keep going at the smaller window. */
+			if (p->sent_ms >= fw->last_shrink && fw->window > 1) {
+				if (fw->window == fw->o.window)
+					log_warn("gateway backpressure (%s): sending fewer calls at once",
+						 p->details);
 				fw->window /= 2;
+				fw->last_shrink = now;
+			}
+		} else if (gateway_wide(p->code)) {
 			pause_all(fw, p, now);
 			p->state = P_READY;
 			list_push_front(&fw->ready, p);
