@@ -1,0 +1,310 @@
+"""The command line without peers: --check, config errors (file:line:),
+--dry-run, --version, --help."""
+
+import hashlib
+import json
+import re
+
+import pytest
+
+import util
+
+SECRET = "cli-secret-9f8e7d"
+PASSWORD = "cli-mqtt-pw-1a2b3c"
+
+BASE = """\
+[zeebe]
+address = localhost:26500
+ca_certificate = /nonexistent/ca.pem
+request_timeout = 5s
+
+[oauth]
+client_id = cli-client
+client_secret = {secret}
+url = https://localhost:1/oauth/token
+audience = zeebe.cli
+
+[mqtt]
+host = 127.0.0.1
+port = 1883
+username = dev
+password = {password}
+
+[spool]
+directory = {spool}
+
+[route pump]
+topic = plant/+/pump/+/telemetry
+message_name = pump-telemetry
+correlation_key = pump-{{4}}-{{/serial}}
+message_id = {{/seq|noseq}}-{{4}}
+ttl = 5m
+tenant_id = {{2}}
+var.site = {{2}}
+topic_variable = mqttTopic
+
+[route door]
+topic = plant/+/door/+
+message_name = door-changed
+correlation_key = {{2}}-{{4}}
+"""
+
+
+@pytest.fixture
+def write_conf(tmp_path, m2z_bin):
+    def write(text, name="m2z.ini"):
+        p = tmp_path / name
+        p.write_text(text)
+        return str(p)
+    return write
+
+
+@pytest.fixture
+def good_conf(write_conf, tmp_path):
+    return write_conf(BASE.format(secret=SECRET, password=PASSWORD, spool=tmp_path / "spool"))
+
+
+def out(r):
+    return r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------- --check
+
+def test_check_lists_routes_and_hides_secrets(good_conf):
+    r = util.run_cli(["--check", "-c", good_conf])
+    so, se = out(r)
+    assert r.returncode == 0, se
+    text = so + se
+    # Both routes, in file order, with their filters.
+    assert "pump" in so and "door" in so
+    assert "plant/+/pump/+/telemetry" in so and "plant/+/door/+" in so
+    assert so.index("plant/+/pump/+/telemetry") < so.index("plant/+/door/+")
+    assert "pump-{4}-{/serial}" in so
+    # Resolved values appear, secrets do not.
+    assert "localhost:26500" in so
+    assert "***" in so
+    assert SECRET not in text and PASSWORD not in text
+
+
+def test_check_applies_environment(good_conf):
+    r = util.run_cli(["--check", "-c", good_conf],
+                     env={"ZEEBE_ADDRESS": "gw.example.test:443", "ZEEBE_CLIENT_SECRET": "env-secret-x1"})
+    so, se = out(r)
+    assert r.returncode == 0, se
+    assert "gw.example.test:443" in so
+    assert "localhost:26500" not in so
+    assert "env-secret-x1" not in so + se
+
+
+# ---------------------------------------------------------------- errors
+
+def _lines(text):
+    return text.splitlines()
+
+
+def line_of(text, needle):
+    """1-based line number of the first line containing NEEDLE."""
+    for i, l in enumerate(_lines(text), 1):
+        if needle in l:
+            return i
+    raise AssertionError("%r not in config" % needle)
+
+
+def assert_config_error(write_conf, text, needle, words=()):
+    path = write_conf(text)
+    r = util.run_cli(["--check", "-c", path])
+    so, se = out(r)
+    assert r.returncode == 2, "exit %d, stdout=%s stderr=%s" % (r.returncode, so, se)
+    want = line_of(text, needle)
+    m = re.search(r"^%s:(\d+): (.+)$" % re.escape(path), se, re.M)
+    assert m, "no 'FILE:LINE: message' on stderr: %r" % se
+    assert int(m.group(1)) == want, "error points at line %s, expected %d (%r): %s" % (
+        m.group(1), want, needle, se)
+    for w in words:
+        assert w.lower() in m.group(2).lower(), "message %r lacks %r" % (m.group(2), w)
+    return m.group(2)
+
+
+def base(tmp_path):
+    return BASE.format(secret=SECRET, password=PASSWORD, spool=tmp_path / "spool")
+
+
+def test_error_unknown_section(write_conf, tmp_path):
+    text = base(tmp_path) + "\n[zeebee]\naddress = x:1\n"
+    assert_config_error(write_conf, text, "[zeebee]", ["zeebee"])
+
+
+def test_error_unknown_key(write_conf, tmp_path):
+    text = base(tmp_path).replace("port = 1883\n", "port = 1883\nhostname = broker\n")
+    assert_config_error(write_conf, text, "hostname = broker", ["hostname"])
+
+
+def test_error_unknown_route_key(write_conf, tmp_path):
+    text = base(tmp_path).replace("ttl = 5m\n", "ttl = 5m\ncorrelation = x\n")
+    assert_config_error(write_conf, text, "correlation = x", ["correlation"])
+
+
+@pytest.mark.parametrize("old,new,needle", [
+    ("request_timeout = 5s", "request_timeout = 5 parsecs", "request_timeout"),
+    ("ttl = 5m", "ttl = soon", "ttl = soon"),
+    ("[spool]\n", "[spool]\nmax_bytes = 4 MiBs\n", "max_bytes"),
+    ("[spool]\n", "[spool]\nmax_bytes = -5\n", "max_bytes"),
+    ("[zeebe]\n", "[zeebe]\ninsecure = maybe\n", "insecure"),
+    ("port = 1883", "port = 70000", "port = 70000"),
+])
+def test_error_bad_value(write_conf, tmp_path, old, new, needle):
+    text = base(tmp_path).replace(old, new, 1)
+    assert text != base(tmp_path)
+    assert_config_error(write_conf, text, needle)
+
+
+def test_error_missing_required_route_key(write_conf, tmp_path):
+    text = base(tmp_path) + "\n[route broken]\ntopic = x/+\nmessage_name = m\n"
+    msg = assert_config_error(write_conf, text, "[route broken]")
+    assert "correlation_key" in msg
+
+
+@pytest.mark.parametrize("tmpl", ["{3", "pump-{/serial", "{}", "{x}", "{0}"])
+def test_error_bad_template(write_conf, tmp_path, tmpl):
+    text = base(tmp_path).replace("correlation_key = {2}-{4}", "correlation_key = " + tmpl)
+    assert_config_error(write_conf, text, "correlation_key = " + tmpl)
+
+
+@pytest.mark.parametrize("flt", ["plant/#/door", "plant/do+or/x", "plant/door#"])
+def test_error_bad_topic_filter(write_conf, tmp_path, flt):
+    text = base(tmp_path).replace("topic = plant/+/door/+", "topic = " + flt)
+    assert_config_error(write_conf, text, "topic = " + flt)
+
+
+def test_long_line_is_read_whole_and_errors_point_at_the_right_line(write_conf, tmp_path):
+    # A 300-byte value (Debian's libinih would cut it at 200 bytes and
+    # carry on with the rest as a new "line"), then an error after it.
+    long_name = "n" * 300
+    text = base(tmp_path).replace("message_name = door-changed", "message_name = " + long_name)
+    text += "\n[mqtt]\nbogus_key = 1\n"
+    assert_config_error(write_conf, text, "bogus_key")
+    # The long value itself is accepted and kept whole.
+    ok = base(tmp_path).replace("message_name = door-changed", "message_name = " + long_name)
+    r = util.run_cli(["--dry-run", "-c", write_conf(ok, "ok.ini"), "--topic", "plant/a/door/3",
+                      "--payload", "open"])
+    so, se = out(r)
+    assert r.returncode == 0, se
+    assert json.loads(so)["name"] == long_name
+
+
+def test_error_line_longer_than_limit(write_conf, tmp_path):
+    text = base(tmp_path).replace("message_name = door-changed", "message_name = " + "x" * 5000)
+    assert_config_error(write_conf, text, "x" * 100)
+
+
+def test_error_oauth_half_configured(write_conf, tmp_path):
+    text = base(tmp_path).replace("client_secret = %s\n" % SECRET, "")
+    msg = assert_config_error(write_conf, text, "client_id = cli-client")
+    assert "client_secret" in msg
+    text = base(tmp_path).replace("client_id = cli-client\n", "")
+    msg = assert_config_error(write_conf, text, "client_secret =")
+    assert "client_id" in msg
+    assert SECRET not in msg
+
+
+def test_error_missing_file(tmp_path, m2z_bin):
+    r = util.run_cli(["--check", "-c", str(tmp_path / "nope.ini")])
+    assert r.returncode == 2
+    assert "nope.ini" in out(r)[1]
+
+
+# ---------------------------------------------------------------- --dry-run
+
+def dry(path, topic, payload):
+    r = util.run_cli(["--dry-run", "-c", path, "--topic", topic, "--payload", payload])
+    so, se = out(r)
+    return r.returncode, so, se
+
+
+def test_dry_run_renders_templates(good_conf):
+    rc, so, se = dry(good_conf, "plant/north/pump/7/telemetry", '{"serial":"A7","temp":21.5,"seq":42}')
+    assert rc == 0, se
+    lines = [l for l in so.splitlines() if l.strip()]
+    assert len(lines) == 1, so
+    assert json.loads(lines[0]) == {
+        "route": "pump",
+        "name": "pump-telemetry",
+        "correlationKey": "pump-7-A7",
+        "messageId": "42-7",
+        "timeToLive": 300000,
+        "tenantId": "north",
+        "variables": {"serial": "A7", "temp": 21.5, "seq": 42, "site": "north",
+                      "mqttTopic": "plant/north/pump/7/telemetry"},
+    }
+
+
+def test_dry_run_default_and_wrapping(good_conf):
+    rc, so, se = dry(good_conf, "plant/south/pump/9/telemetry", '{"serial":12}')
+    assert rc == 0, se
+    d = json.loads(so)
+    assert d["correlationKey"] == "pump-9-12"      # a number as its JSON text
+    assert d["messageId"] == "noseq-9"             # {x|default}
+    rc, so, se = dry(good_conf, "plant/south/door/3", "open")
+    assert rc == 0, se
+    d = json.loads(so)
+    assert d["route"] == "door" and d["name"] == "door-changed"
+    assert d["correlationKey"] == "south-3"
+    assert d["timeToLive"] == 3600000              # default ttl 1h
+    assert d["tenantId"] == ""
+    assert d["variables"] == {"value": "open"}     # non-JSON text wrapped
+    assert re.fullmatch(r"m2z-[0-9a-f]{32}", d["messageId"]), d["messageId"]
+
+
+def test_dry_run_auto_message_id_is_deterministic(good_conf):
+    ids = []
+    for payload in ["open", "open", "closed"]:
+        rc, so, se = dry(good_conf, "plant/south/door/3", payload)
+        assert rc == 0, se
+        ids.append(json.loads(so)["messageId"])
+    rc, so, se = dry(good_conf, "plant/north/door/3", "open")
+    ids.append(json.loads(so)["messageId"])
+    assert ids[0] == ids[1]
+    assert len({ids[0], ids[2], ids[3]}) == 3
+    # Not a hash of the payload alone.
+    assert ids[0] != "m2z-" + hashlib.sha256(b"open").hexdigest()[:32]
+
+
+def test_dry_run_dead_letter_reason(good_conf):
+    rc, so, se = dry(good_conf, "plant/north/pump/7/telemetry", '{"temp":21.5}')
+    assert rc == 1
+    assert so.strip() == ""
+    assert "correlation_key" in se and "/serial" in se, se
+    rc, so, se = dry(good_conf, "plant/north/pump/7/telemetry", "not json")
+    assert rc == 1
+    assert "correlation_key" in se, se
+
+
+def test_dry_run_unrouted(good_conf):
+    rc, so, se = dry(good_conf, "elsewhere/x", "{}")
+    assert rc == 1
+    assert "no route" in se.lower(), se
+
+
+# ---------------------------------------------------------------- misc
+
+def test_version(m2z_bin):
+    r = util.run_cli(["--version"])
+    so, se = out(r)
+    assert r.returncode == 0, se
+    with open(util.REPO + "/Makefile") as f:
+        ver = re.search(r"^VERSION := (\S+)", f.read(), re.M).group(1)
+    assert so.strip() == "mqtt2zeebe " + ver
+
+
+def test_help(m2z_bin):
+    r = util.run_cli(["--help"])
+    so, se = out(r)
+    assert r.returncode == 0
+    for opt in ("--check", "--dry-run", "--check-connection", "--version", "-c"):
+        assert opt in so, opt
+
+
+def test_usage_errors_exit_2(m2z_bin, good_conf):
+    assert util.run_cli([]).returncode == 2
+    assert util.run_cli(["--no-such-option", "-c", good_conf]).returncode == 2
+    assert util.run_cli(["--dry-run", "-c", good_conf, "--topic", "a/b"]).returncode == 2
