@@ -489,17 +489,22 @@ static int seg_create(struct spool *sp)
 }
 
 /* Remove segment G (never the write segment) from memory and disk. Records
- * in it not acknowledged are counted as dropped. */
+ * in it not acknowledged leave the live count; those not yet handed to the
+ * reader are counted as dropped. Records already handed out stay valid in
+ * the reader's memory and are normally still delivered, so they are not
+ * counted (they would be lost only if the process died before that). */
 static void seg_delete(struct spool *sp, struct seg *g)
 {
 	char path[PATH_MAX];
 	size_t idx = seg_index(sp, g);
-	uint64_t unacked = g->count - g->n_acked;
+	uint64_t unacked = g->count - g->n_acked, unread = 0;
 
-	if (unacked) {
-		sp->dropped += unacked;
-		sp->live -= unacked;
-	}
+	if (sp->cur == g)
+		unread = g->first_seq + g->count - sp->cur_seq;
+	else if (sp->cur && idx > seg_index(sp, sp->cur))
+		unread = unacked;
+	sp->dropped += unread;
+	sp->live -= unacked;
 	sp->bytes -= g->size;
 	if (sp->cur == g)
 		cursor_to(sp, idx + 1 < sp->n_segs ? sp->segs[idx + 1] : NULL);
