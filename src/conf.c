@@ -148,7 +148,7 @@ static const struct opt opts[] = {
 
 	{ "forward", "retry_initial", T_DUR, C(forward.retry_initial_ms), -1, "100ms", 1, MS_DAY, NULL,
 	  NULL, 0, "first retry delay" },
-	{ "forward", "retry_max", T_DUR, C(forward.retry_max_ms), -1, "10s", 1, MS_DAY, NULL,
+	{ "forward", "retry_max", T_DUR, C(forward.retry_max_ms), -1, "5s", 1, MS_DAY, NULL,
 	  NULL, 0, "retry delay cap (exponential backoff with jitter)" },
 	{ "forward", "shutdown_timeout", T_DUR, C(forward.shutdown_timeout_ms), -1, "5s", 0, 600000, NULL,
 	  NULL, 0, "on SIGTERM, wait this long for calls in flight" },

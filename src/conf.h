@@ -98,7 +98,7 @@ struct conf_spool {
 
 struct conf_forward {
 	int64_t retry_initial_ms;   /* default 100ms */
-	int64_t retry_max_ms;       /* default 10s */
+	int64_t retry_max_ms;       /* default 5s (the cap of Camunda's own retry policy) */
 	int64_t shutdown_timeout_ms;/* wait for in-flight calls on SIGTERM, default 5s */
 	char *dead_letter_topic;    /* "" = off; else each dead letter is also published here */
 };

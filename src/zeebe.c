@@ -443,7 +443,7 @@ int zeebe_new(const struct zeebe_opts *o, struct zeebe **out, char *err, size_t 
 	ARG_STR(GRPC_ARG_PRIMARY_USER_AGENT_STRING, o->user_agent);
 	ARG_INT(GRPC_ARG_ENABLE_RETRIES, 0); /* the forwarder retries, per record */
 	ARG_INT(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 1000);
-	ARG_INT(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 30000);
+	ARG_INT(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000); /* notice a returning gateway soon */
 	if (o->authority && o->authority[0])
 		ARG_STR(GRPC_SSL_TARGET_NAME_OVERRIDE_ARG, o->authority);
 #undef ARG_INT

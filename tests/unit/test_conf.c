@@ -165,7 +165,7 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg->spool.on_full, SPOOL_FULL_BLOCK);
 	assert_int_equal(cfg->spool.segment_bytes, 16ULL << 20);
 	assert_int_equal(cfg->forward.retry_initial_ms, 100);
-	assert_int_equal(cfg->forward.retry_max_ms, 10000);
+	assert_int_equal(cfg->forward.retry_max_ms, 5000);
 	assert_int_equal(cfg->forward.shutdown_timeout_ms, 5000);
 	assert_string_equal(cfg->forward.dead_letter_topic, "");
 	assert_int_equal(cfg->log.level, LOG_LVL_INFO);
