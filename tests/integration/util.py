@@ -309,6 +309,9 @@ def clean_env(extra=None):
            if not k.startswith("ZEEBE_") and k not in ("M2Z_MQTT_PASSWORD", "M2Z_LOG_LEVEL")}
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+    # Same as the Makefile's SANITIZE=1 setting, for pytest run by hand.
+    env.setdefault("LSAN_OPTIONS", "suppressions=%s:print_suppressions=0"
+                   % os.path.join(REPO, "tests", "lsan.supp"))
     for k, v in (extra or {}).items():
         if v is None:
             env.pop(k, None)
@@ -562,9 +565,15 @@ def _attr_or_call(obj, *names):
     raise AttributeError("%r has none of %s" % (obj, names))
 
 
-def gw_requests(gw):
-    """PublishMessage requests the stand-in gateway recorded, in arrival order."""
-    return list(_attr_or_call(gw, "requests"))
+def gw_requests(gw, status="OK"):
+    """PublishMessage requests the stand-in gateway answered with STATUS
+    (None: every attempt, whatever the answer), in arrival order."""
+    return list(gw.requests(status=status))
+
+
+def gw_attempts(gw):
+    """Every PublishMessage call that reached the gateway."""
+    return gw_requests(gw, status=None)
 
 
 def token_requests(ts):
