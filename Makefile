@@ -164,8 +164,19 @@ demo: $(BIN)
 sizes:
 	bash scripts/sizes.sh
 
-bench: $(BIN)
-	bash bench/run.sh $(abspath $(BIN))
+# Benchmark tools: the fast C stand-in gateway and the "limit" program.
+$(BUILD)/m2z-fast-gateway: bench/fast_gateway.c $(BUILD)/gen/gateway.pb-c.o
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/m2z-limit: bench/limit.c $(LIB)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench: $(BIN) $(BUILD)/m2z-fast-gateway $(BUILD)/m2z-limit
+	$(MAKE) STATIC=1 all
+	/usr/bin/python3 bench/bench.py --bin $(abspath $(BIN)) --build $(abspath $(BUILD)) \
+		--static-bin $(abspath build-static/mqtt2zeebe)
 
 # Live install (DESTDIR empty): also creates the mqtt2zeebe user through
 # systemd-sysusers and gives it read access to the config. An existing
