@@ -160,7 +160,7 @@ deps:
 demo: $(BIN)
 	bash scripts/demo.sh $(abspath $(BIN))
 
-# Stripped sizes: x86_64/aarch64/armhf x dynamic/static (docs/CROSS.md).
+# Stripped sizes: x86_64/aarch64/armhf x dynamic/static (README.md, "Sizes").
 sizes:
 	bash scripts/sizes.sh
 

@@ -118,11 +118,19 @@ class Peers:
             with open(self.stats_file) as f:
                 return json.load(f)
         except (OSError, ValueError):
-            return {"count": 0, "rejected": 0, "first": 0, "last": 0, "lat_ms": []}
+            return {"count": 0, "rejected": 0, "first": 0, "last": 0}
 
-    def stop(self):
+    def latencies(self):
+        """Stop the gateway; it writes one latency (ms) per line at exit."""
         self.gw.terminate()
         self.gw.wait(10)
+        with open(self.stats_file + ".lat") as f:
+            return sorted(float(x) for x in f)
+
+    def stop(self):
+        if self.gw.poll() is None:
+            self.gw.terminate()
+            self.gw.wait(10)
         self.tokens.stop()
         self.broker.terminate()
         self.broker.wait(10)
@@ -269,7 +277,7 @@ def latency_and_idle(args):
             n = args.rate * 5
             publish_at_rate(p.mqtt_port, n, args.rate)
             wait(lambda: p.gw_stats()["count"] >= n, 60, "latency arrivals")
-            lat = sorted(p.gw_stats()["lat_ms"])
+            lat = p.latencies()
             q = lambda f: lat[min(len(lat) - 1, int(f * len(lat)))]  # noqa: E731
             return {"rate": args.rate, "events": n, "p50_ms": q(0.50), "p99_ms": q(0.99),
                     "max_ms": lat[-1], "idle_cpu_pct": idle}

@@ -10,7 +10,8 @@
  * which every process on the machine shares) and, when the variables carry
  * "t":<monotonic seconds at publish>, the latency. --stats FILE is rewritten
  * every 50 ms while counts change and at exit (SIGTERM):
- *   {"count":N,"rejected":N,"first":S,"last":S,"lat_ms":[...]}
+ *   {"count":N,"rejected":N,"first":S,"last":S}
+ * and at exit FILE.lat gets one latency (ms) per line.
  *
  * Usage: m2z-fast-gateway --port-file F --cert C --key K --tokens T --stats S */
 #include <errno.h>
@@ -102,7 +103,9 @@ static int token_ok(const grpc_metadata_array *md)
 	return 0;
 }
 
-static void write_stats(void)
+/* Counts every 50 ms while they change; the latencies only at exit, to
+ * STATS.lat (rewriting them each time would make a long run quadratic). */
+static void write_stats(int with_latencies)
 {
 	char tmp[4096];
 	FILE *f;
@@ -111,13 +114,19 @@ static void write_stats(void)
 	f = fopen(tmp, "w");
 	if (!f)
 		return;
-	fprintf(f, "{\"count\":%ld,\"rejected\":%ld,\"first\":%.6f,\"last\":%.6f,\"lat_ms\":[",
+	fprintf(f, "{\"count\":%ld,\"rejected\":%ld,\"first\":%.6f,\"last\":%.6f}\n",
 		count, rejected, first_s, last_s);
-	for (long i = 0; i < n_lat; i++)
-		fprintf(f, "%s%.3f", i ? "," : "", (double)lat_ms[i]);
-	fprintf(f, "]}\n");
 	fclose(f);
 	rename(tmp, stats_path);
+	if (!with_latencies)
+		return;
+	snprintf(tmp, sizeof(tmp), "%s.lat", stats_path);
+	f = fopen(tmp, "w");
+	if (!f)
+		return;
+	for (long i = 0; i < n_lat; i++)
+		fprintf(f, "%.3f\n", (double)lat_ms[i]);
+	fclose(f);
 }
 
 static void request(struct slot *s)
@@ -172,8 +181,9 @@ static grpc_status_code handle(struct slot *s, const char **why)
 		first_s = now;
 	last_s = now;
 	const char *t = req->variables ? strstr(req->variables, "\"t\":") : NULL;
-	if (t && n_lat < MAX_LAT)
-		lat_ms[n_lat++] = (float)((now - strtod(t + 4, NULL)) * 1000.0);
+	double sent = t ? strtod(t + 4, NULL) : 0;
+	if (sent > 0 && n_lat < MAX_LAT)
+		lat_ms[n_lat++] = (float)((now - sent) * 1000.0);
 	gateway_protocol__publish_message_request__free_unpacked(req, NULL);
 	return GRPC_STATUS_OK;
 }
@@ -312,11 +322,11 @@ int main(int argc, char **argv)
 			}
 		}
 		if (count + rejected != written && mono_s() - last_write > 0.05) {
-			write_stats();
+			write_stats(0);
 			written = count + rejected;
 			last_write = mono_s();
 		}
 	}
-	write_stats();
+	write_stats(1);
 	return 0;
 }

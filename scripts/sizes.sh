@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build mqtt2zeebe for x86_64, aarch64 and armhf, dynamic and STATIC=1, and
-# print a markdown table of the stripped sizes (docs/CROSS.md).
+# print a markdown table of the stripped sizes (README.md, "Sizes").
 # Usage: scripts/sizes.sh [make args...]        (make sizes)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -140,7 +140,7 @@ static const struct opt opts[] = {
 	{ "spool", "max_bytes", T_SIZE64, C(spool.max_bytes), -1, "256MiB", 1024, INT64_MAX, NULL,
 	  NULL, 0, "spool size bound" },
 	{ "spool", "max_age", T_DUR, C(spool.max_age_ms), -1, "0", 0, INT64_MAX, NULL,
-	  NULL, 0, "events older than this are dead letters; 0 = no limit" },
+	  NULL, 0, "events older than this are dropped (counted, logged); 0 = no limit" },
 	{ "spool", "on_full", T_ENUM, C(spool.on_full), -1, "block", NOLIM, full_names,
 	  NULL, 0, "when max_bytes is reached: block | drop_oldest | reject_newest" },
 	{ "spool", "segment_bytes", T_SIZE64, C(spool.segment_bytes), -1, "16MiB", 1024, INT64_MAX, NULL,

@@ -165,7 +165,7 @@ void conf_free(struct config *cfg);
 void conf_print(const struct config *cfg, FILE *f);
 
 /* Markdown tables of every key (type, default, range, env, meaning), made
- * from the option table itself; docs/CONFIG.md is generated with it. */
+ * from the option table itself; the key tables in README.md are generated with it. */
 void conf_print_reference(FILE *f);
 
 /* Parse helpers, exposed for the unit tests. Return 0 or M2Z_ERR_PARSE. */

@@ -17,7 +17,7 @@ import util
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
-# What the unit must say (docs/CROSS.md, issue 4). Checked as whole lines.
+# What the unit must say (README.md, issue 4). Checked as whole lines.
 UNIT_LINES = [
     "Restart=on-failure",
     "User=mqtt2zeebe",
