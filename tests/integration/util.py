@@ -57,6 +57,15 @@ def wait_until(pred, timeout=10.0, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
+def read_text(path):
+    """PATH as text ("" when it does not exist yet)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
 def free_port():
     """A port that was free a moment ago on 127.0.0.1 (the caller retries
     when a peer fails to bind it)."""
@@ -219,11 +228,7 @@ class Broker:
         return self.start()
 
     def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return read_text(self.log_path)
 
 
 # ---------------------------------------------------------------- publisher
@@ -435,11 +440,7 @@ class Agent:
     # -- log
     def log(self):
         """The whole log, every run."""
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return read_text(self.log_path)
 
     def log_bytes(self):
         try:
