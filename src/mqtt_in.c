@@ -118,11 +118,14 @@ static int configure(struct mqtt_in *mi)
 	const struct conf_mqtt *c = &mi->conf;
 	int rc;
 
-	if (c->username[0] || c->password[0]) {
-		rc = mosquitto_username_pw_set(mi->mosq, c->username[0] ? c->username : NULL,
+	if (c->username[0]) {
+		rc = mosquitto_username_pw_set(mi->mosq, c->username,
 					       c->password[0] ? c->password : NULL);
 		if (rc != MOSQ_ERR_SUCCESS)
 			goto fail;
+	} else if (c->password[0]) {
+		/* MQTT 3.1.1 has no password without a user name. */
+		log_warn("password is set but username is not: the password is not sent");
 	}
 	if (c->tls) {
 		rc = mosquitto_tls_set(mi->mosq, c->ca_file[0] ? c->ca_file : NULL,
