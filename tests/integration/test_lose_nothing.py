@@ -395,3 +395,18 @@ def test_drain_after_30s_outage(agent, gateway, publish):
              len(msgs) / drain_s, ratio))
     exactly_once(gateway, range(len(msgs)), allowed=("ALREADY_EXISTS", "UNAVAILABLE"))
     assert ratio >= 5
+
+
+# ---------------------------------------------------------------- broker restart
+
+def test_broker_restart_reconnects_and_resubscribes(agent, broker, gateway, publish):
+    a = agent(routes=ROUTE, sections={"mqtt": {"reconnect_min": "200ms", "reconnect_max": "1s"}})
+    publish.many(events(100))
+    wait_all_ok(gateway, 100)
+    broker.restart()                       # same port, same persistence
+    publish.reconnect()
+    util.wait_until(lambda: a.log().count("subscribed to") >= 2, 20, what="resubscribe")
+    publish.many(events(100, start=100))
+    wait_all_ok(gateway, 200)
+    exactly_once(gateway, range(200))
+    assert "connection to 127.0.0.1:%d lost" % broker.port in a.log()
