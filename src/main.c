@@ -15,7 +15,8 @@
  *                 (reads ag->mqtt, which is set before this thread starts).
  *   completion    zeebe.c cq_thread: gRPC completion queue; hands each
  *                 result to the forwarder's done list (forward.c on_done).
- *   group commit  spool.c group_thread (sync = group): fsync every interval.
+ *   group commit  spool.c group_thread (sync = group or none): fsync / ack-log
+ *                 flush every group_commit.
  *   token         oauth.c refresher: fetches/refreshes the token; zeebe.c
  *                 reads it per call.
  * Start-up order (each step may be used by the threads started after it):
