@@ -154,6 +154,10 @@ static const struct opt opts[] = {
 	  NULL, 0, "on SIGTERM, wait this long for calls in flight" },
 	{ "forward", "dead_letter_topic", T_STR, C(forward.dead_letter_topic), -1, NULL, NOLIM, NULL,
 	  NULL, 0, "also publish each dead letter to this MQTT topic; empty = off" },
+	{ "forward", "dead_letter_max_bytes", T_SIZE64, C(forward.dead_letter_max_bytes), -1, "10MiB", 4096, INT64_MAX, NULL,
+	  NULL, 0, "size of one dead-letter file; a full file is rotated to .1, .2, ..." },
+	{ "forward", "dead_letter_max_files", T_INT, C(forward.dead_letter_max_files), -1, "5", 1, 1000, NULL,
+	  NULL, 0, "dead-letter files kept, the live one included; the oldest is removed" },
 
 	{ "log", "level", T_ENUM, C(log.level), -1, "info", NOLIM, level_names,
 	  "M2Z_LOG_LEVEL", 0, "error | warn | info | debug" },

@@ -101,6 +101,8 @@ struct conf_forward {
 	int64_t retry_max_ms;       /* default 5s (the cap of Camunda's own retry policy) */
 	int64_t shutdown_timeout_ms;/* wait for in-flight calls on SIGTERM, default 5s */
 	char *dead_letter_topic;    /* "" = off; else each dead letter is also published here */
+	uint64_t dead_letter_max_bytes; /* one dead-letter file, default 10MiB */
+	int dead_letter_max_files;  /* files kept incl. the live one, default 5 */
 };
 
 struct conf_log {

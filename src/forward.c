@@ -1,6 +1,6 @@
 /* forward.c - drains the spool into the gateway; see forward.h. */
 #define LOG_MODULE "forward"
-#include "forward.h"
+#include "forward_internal.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -37,9 +37,10 @@ struct pend {
 	struct pend *key_next;       /* next record of the same key, spool order */
 	struct pend *next;           /* link in ready / wait / done / free list */
 	/* filled by the completion callback */
+	const char *dead_status;     /* P_WAIT: its dead letter is still to be written */
 	int code;
 	uint64_t token_gen;
-	char details[384];
+	char details[384];           /* gateway's details, or the dead letter's reason */
 };
 
 /* Records of one key (message name + correlation key), oldest first. */
@@ -55,6 +56,7 @@ struct list {
 
 struct forward {
 	struct forward_opts o;
+	struct forward_hooks h;
 	pthread_t thread;
 	pthread_mutex_t lock;        /* guards done, kicked, stopping */
 	pthread_cond_t cond;
@@ -138,15 +140,20 @@ static bool gateway_wide(int code)
 	       code == ZEEBE_CANCELLED;
 }
 
-/* Exponential backoff with full jitter: uniform in [0, min(max, init*2^n)]. */
+int64_t forward_backoff_cap_ms(int64_t initial_ms, int64_t max_ms, int n)
+{
+	int64_t cap = initial_ms;
+
+	for (int i = 1; i < n && cap < max_ms; i++)
+		cap *= 2;
+	return cap > max_ms ? max_ms : cap;
+}
+
+/* Exponential backoff with full jitter: uniform in [0, cap(n)]. */
 static int64_t backoff_ms(const struct forward *fw, int n)
 {
-	int64_t cap = fw->o.retry_initial_ms;
+	int64_t cap = forward_backoff_cap_ms(fw->o.retry_initial_ms, fw->o.retry_max_ms, n);
 
-	for (int i = 1; i < n && cap < fw->o.retry_max_ms; i++)
-		cap *= 2;
-	if (cap > fw->o.retry_max_ms)
-		cap = fw->o.retry_max_ms;
 	return (int64_t)rand_below((uint64_t)cap + 1);
 }
 
@@ -191,8 +198,9 @@ static void key_finish(struct forward *fw, struct pend *p)
 	struct keyq *kq = p->kq, **b;
 	struct pend *next = p->key_next;
 
-	kq->head = next;
-	if (next) {
+	if (!kq) {
+		/* never queued by key (a record that could not be decoded) */
+	} else if ((kq->head = next)) {
 		next->state = P_READY;
 		list_push(&fw->ready, next);
 	} else {
@@ -217,37 +225,56 @@ static char *dupn(const char *s, size_t n)
 	return strndup(s ? s : "", s ? n : 0);
 }
 
-static void dead_letter(struct forward *fw, struct pend *p, const char *status, const char *reason)
+static void finish(struct forward *fw, struct pend *p)
+{
+	spool_ack(fw->o.spool, p->rec->seq);
+	key_finish(fw, p);
+}
+
+static void wait_retry(struct forward *fw, struct pend *p, int64_t now)
+{
+	p->attempts++;
+	p->due_ms = now + backoff_ms(fw, p->attempts);
+	p->state = P_WAIT;
+	list_push(&fw->wait, p);
+}
+
+static int emit_dead(struct forward *fw, struct pend *p, const char *status, const char *reason)
 {
 	char *route = dupn(p->ev.route, p->ev.route_len);
 	char *topic = dupn(p->ev.topic, p->ev.topic_len);
 	char *id = dupn(p->ev.message_id, p->ev.message_id_len);
 	char *key = dupn(p->ev.correlation_key, p->ev.correlation_key_len);
-	char *line = NULL;
 	struct dead_event de = {
 		.route = route, .topic = topic, .payload = p->ev.payload,
 		.payload_len = p->ev.payload_len, .message_id = id, .correlation_key = key,
 		.status = status, .reason = reason, .time_ms = now_ms(),
 	};
+	int rc = route && topic && id && key ? deadletter_emit(fw->o.dead, &de) : M2Z_ERR_NOMEM;
 
-	log_warn("dead letter: route=%s topic=%s message_id=%s status=%s reason=%s",
-		 route ? route : "?", topic ? topic : "?", id ? id : "", status, reason);
-	if (deadletter_write(fw->o.dead, &de, fw->o.on_dead ? &line : NULL) == M2Z_OK) {
-		STAT_INC(dead_lettered);
-		if (line && fw->o.on_dead)
-			fw->o.on_dead(fw->o.on_dead_arg, line);
-	}
-	free(line);
 	free(route);
 	free(topic);
 	free(id);
 	free(key);
+	return rc;
 }
 
-static void finish(struct forward *fw, struct pend *p)
+/* Dead-letter P and ack it - only once the line is on disk. When it is not
+ * (disk full, read-only), P stays unacknowledged (and its key blocked) and
+ * the write is tried again after a backoff: nothing is lost. STATUS is a
+ * static string. */
+static void dead_letter(struct forward *fw, struct pend *p, const char *status,
+			const char *reason, int64_t now)
 {
-	spool_ack(fw->o.spool, p->rec->seq);
-	key_finish(fw, p);
+	if (emit_dead(fw, p, status, reason) == M2Z_OK) {
+		p->dead_status = NULL;
+		finish(fw, p);
+		return;
+	}
+	if (reason != p->details)
+		snprintf(p->details, sizeof(p->details), "%s", reason);
+	p->dead_status = status;
+	wait_retry(fw, p, now);
 }
 
 static void pause_all(struct forward *fw, struct pend *p, int64_t now)
@@ -269,6 +296,78 @@ static void pause_all(struct forward *fw, struct pend *p, int64_t now)
 	}
 }
 
+/* Back to the front of the line: first to go when sending resumes. */
+static void requeue_front(struct forward *fw, struct pend *p)
+{
+	p->state = P_READY;
+	list_push_front(&fw->ready, p);
+}
+
+/* OK or ALREADY_EXISTS: done; the gateway is healthy, the window grows. */
+static void on_delivered(struct forward *fw, struct pend *p)
+{
+	if (p->code == ZEEBE_OK)
+		STAT_INC(published);
+	else
+		STAT_INC(duplicates);
+	if (fw->gateway_failing)
+		log_info("gateway accepts messages again; draining %zu event(s)", fw->npending);
+	fw->gateway_failing = false;
+	fw->consecutive_fail = 0;
+	if (fw->window < fw->o.window && ++fw->window == fw->o.window)
+		log_info("window back to %d calls in flight", fw->window);
+	finish(fw, p);
+}
+
+/* UNAUTHENTICATED: drop that token and resend once a new one is there;
+ * without [oauth] nothing will change by itself: say so, and back off. */
+static void on_unauthenticated(struct forward *fw, struct pend *p, int64_t now)
+{
+	STAT_INC(retries);
+	if (fw->o.oauth) {
+		log_info("gateway rejected the token (%s); fetching a new one", p->details);
+		fw->h.invalidate(fw->o.oauth, p->token_gen);
+		requeue_front(fw, p);
+		return;
+	}
+	if (!fw->warned_no_oauth)
+		log_err("gateway requires a token (%s) but no [oauth] is configured; "
+			"set ZEEBE_CLIENT_ID and ZEEBE_CLIENT_SECRET", p->details);
+	fw->warned_no_oauth = true;
+	pause_all(fw, p, now);
+	requeue_front(fw, p);
+}
+
+/* RESOURCE_EXHAUSTED - backpressure: send less (halve the window, at most
+ * once per round trip) and retry this record after a backoff; the other
+ * keys keep going at the smaller window. */
+static void on_exhausted(struct forward *fw, struct pend *p, int64_t now)
+{
+	STAT_INC(retries);
+	if (p->sent_ms >= fw->last_shrink && fw->window > 1) {
+		if (fw->window == fw->o.window)
+			log_warn("gateway backpressure (%s): sending fewer calls at once", p->details);
+		fw->window /= 2;
+		fw->last_shrink = now;
+	}
+	wait_retry(fw, p, now);
+}
+
+/* Any other retryable code: a gateway-wide one pauses all sending; one
+ * about this record retries this record (its key waits). */
+static void on_retry(struct forward *fw, struct pend *p, int64_t now)
+{
+	STAT_INC(retries);
+	if (gateway_wide(p->code)) {
+		pause_all(fw, p, now);
+		requeue_front(fw, p);
+		return;
+	}
+	log_debug("%s for message %.*s (%s); retry %d", zeebe_code_name(p->code),
+		  (int)p->ev.message_id_len, p->ev.message_id, p->details, p->attempts + 1);
+	wait_retry(fw, p, now);
+}
+
 static void on_result(struct forward *fw, struct pend *p, int64_t now)
 {
 	fw->in_flight--;
@@ -279,64 +378,19 @@ static void on_result(struct forward *fw, struct pend *p, int64_t now)
 	}
 	switch (forward_classify(p->code)) {
 	case FWD_DONE:
-		if (p->code == ZEEBE_OK)
-			STAT_INC(published);
-		else
-			STAT_INC(duplicates);
-		if (fw->gateway_failing)
-			log_info("gateway accepts messages again; draining %zu event(s)", fw->npending);
-		fw->gateway_failing = false;
-		fw->consecutive_fail = 0;
-		if (fw->window < fw->o.window && ++fw->window == fw->o.window)
-			log_info("window back to %d calls in flight", fw->window);
-		finish(fw, p);
+		on_delivered(fw, p);
 		return;
 	case FWD_DEAD:
-		dead_letter(fw, p, zeebe_code_name(p->code), p->details);
-		finish(fw, p);
+		dead_letter(fw, p, zeebe_code_name(p->code), p->details, now);
 		return;
 	case FWD_REAUTH:
-		STAT_INC(retries);
-		if (fw->o.oauth) {
-			log_info("gateway rejected the token (%s); fetching a new one", p->details);
-			oauth_invalidate(fw->o.oauth, p->token_gen);
-			p->state = P_READY;
-			list_push_front(&fw->ready, p);
-			return;
-		}
-		if (!fw->warned_no_oauth)
-			log_err("gateway requires a token (%s) but no [oauth] is configured; "
-				"set ZEEBE_CLIENT_ID and ZEEBE_CLIENT_SECRET", p->details);
-		fw->warned_no_oauth = true;
-		pause_all(fw, p, now);
-		p->state = P_READY;
-		list_push_front(&fw->ready, p);
+		on_unauthenticated(fw, p, now);
 		return;
 	case FWD_RETRY:
-		STAT_INC(retries);
-		if (p->code == ZEEBE_RESOURCE_EXHAUSTED) {
-			/* Backpressure: send less (halve the window, at most once
-			 * per round trip) and retry this record after a backoff;
-			 * the other keys keep going at the smaller window. */
-			if (p->sent_ms >= fw->last_shrink && fw->window > 1) {
-				if (fw->window == fw->o.window)
-					log_warn("gateway backpressure (%s): sending fewer calls at once",
-						 p->details);
-				fw->window /= 2;
-				fw->last_shrink = now;
-			}
-		} else if (gateway_wide(p->code)) {
-			pause_all(fw, p, now);
-			p->state = P_READY;
-			list_push_front(&fw->ready, p);
-			return;
-		}
-		p->attempts++;
-		log_debug("%s for message %.*s (%s); retry %d", zeebe_code_name(p->code),
-			  (int)p->ev.message_id_len, p->ev.message_id, p->details, p->attempts);
-		p->due_ms = now + backoff_ms(fw, p->attempts);
-		p->state = P_WAIT;
-		list_push(&fw->wait, p);
+		if (p->code == ZEEBE_RESOURCE_EXHAUSTED)
+			on_exhausted(fw, p, now);
+		else
+			on_retry(fw, p, now);
 		return;
 	}
 }
@@ -362,7 +416,7 @@ static void on_done(void *arg, const struct zeebe_result *res)
 
 /* ---- the loop -------------------------------------------------------------- */
 
-static void take_record(struct forward *fw, struct spool_rec *rec)
+static void take_record(struct forward *fw, struct spool_rec *rec, int64_t now)
 {
 	struct pend *p = fw->free_pend;
 
@@ -377,12 +431,7 @@ static void take_record(struct forward *fw, struct spool_rec *rec)
 		p->ev.payload = rec->data;
 		p->ev.payload_len = rec->len;
 		log_err("spool record %llu cannot be decoded", (unsigned long long)rec->seq);
-		dead_letter(fw, p, "ENCODE", "spool record cannot be decoded");
-		spool_ack(fw->o.spool, rec->seq);
-		spool_rec_free(rec);
-		p->next = fw->free_pend;
-		fw->free_pend = p;
-		fw->npending--;
+		dead_letter(fw, p, "ENCODE", "spool record cannot be decoded", now);
 		return;
 	}
 	if (key_enqueue(fw, p)) {
@@ -391,29 +440,34 @@ static void take_record(struct forward *fw, struct spool_rec *rec)
 	}
 }
 
-static void read_spool(struct forward *fw)
+static void read_spool(struct forward *fw, int64_t now)
 {
 	struct spool_rec *rec;
 
 	while (fw->npending < fw->max_pending && !fw->stopping &&
 	       spool_next(fw->o.spool, 0, &rec) == M2Z_OK)
-		take_record(fw, rec);
+		take_record(fw, rec, now);
 }
 
 static void release_due(struct forward *fw, int64_t now)
 {
-	struct list keep = { NULL, NULL };
+	struct list keep = { NULL, NULL }, rewrite = { NULL, NULL };
 	struct pend *p;
 
 	while ((p = list_pop(&fw->wait))) {
-		if (p->due_ms <= now) {
+		if (p->due_ms > now) {
+			list_push(&keep, p);
+		} else if (p->dead_status) {
+			list_push(&rewrite, p);
+		} else {
 			p->state = P_READY;
 			list_push(&fw->ready, p);
-		} else {
-			list_push(&keep, p);
 		}
 	}
 	fw->wait = keep;
+	/* after the loop: a failing write puts P back on fw->wait */
+	while ((p = list_pop(&rewrite)))
+		dead_letter(fw, p, p->dead_status, p->details, now);
 }
 
 static void dispatch(struct forward *fw, int64_t now)
@@ -425,7 +479,7 @@ static void dispatch(struct forward *fw, int64_t now)
 
 		p->state = P_FLIGHT;
 		p->sent_ms = now;
-		rc = zeebe_publish(fw->o.zeebe, p->ev.request, p->ev.request_len, on_done, p);
+		rc = fw->h.publish(fw->o.zeebe, p->ev.request, p->ev.request_len, on_done, p);
 		if (rc == M2Z_OK) {
 			fw->in_flight++;
 			fw->waiting_token = false;
@@ -499,28 +553,45 @@ static bool stopping(struct forward *fw)
 	return s;
 }
 
+/* One turn of the loop; see forward_internal.h. */
+void forward_step(struct forward *fw)
+{
+	int64_t now = fw->h.clock_ms();
+
+	pthread_mutex_lock(&fw->lock);
+	fw->kicked = false;
+	pthread_mutex_unlock(&fw->lock);
+	drain_done(fw, now);
+	release_due(fw, now);
+	read_spool(fw, now);
+	dispatch(fw, now);
+}
+
 static void *run(void *arg)
 {
 	struct forward *fw = arg;
 
 	while (!stopping(fw)) {
-		int64_t now = mono_ms();
-
-		pthread_mutex_lock(&fw->lock);
-		fw->kicked = false;
-		pthread_mutex_unlock(&fw->lock);
-		drain_done(fw, now);
-		release_due(fw, now);
-		read_spool(fw);
-		dispatch(fw, now);
-		wait_for_work(fw, next_timeout(fw, now, 1000));
+		forward_step(fw);
+		wait_for_work(fw, next_timeout(fw, fw->h.clock_ms(), 1000));
 	}
 	return NULL;
 }
 
 /* ---- lifecycle ------------------------------------------------------------- */
 
-int forward_start(const struct forward_opts *opts, struct forward **out)
+static void free_all(struct forward *fw)
+{
+	pthread_mutex_destroy(&fw->lock);
+	pthread_cond_destroy(&fw->cond);
+	free(fw->pool);
+	free(fw->kpool);
+	free(fw->buckets);
+	free(fw);
+}
+
+int forward_new(const struct forward_opts *opts, const struct forward_hooks *hooks,
+		struct forward **out)
 {
 	struct forward *fw = calloc(1, sizeof(*fw));
 	pthread_condattr_t ca;
@@ -528,6 +599,7 @@ int forward_start(const struct forward_opts *opts, struct forward **out)
 	if (!fw)
 		return M2Z_ERR_NOMEM;
 	fw->o = *opts;
+	fw->h = *hooks;
 	fw->window = opts->window;
 	fw->max_pending = (size_t)opts->window * 4 < 1024 ? 1024 : (size_t)opts->window * 4;
 	for (fw->nbuckets = 64; fw->nbuckets < fw->max_pending * 2; fw->nbuckets *= 2)
@@ -535,11 +607,13 @@ int forward_start(const struct forward_opts *opts, struct forward **out)
 	fw->pool = calloc(fw->max_pending, sizeof(*fw->pool));
 	fw->kpool = calloc(fw->max_pending, sizeof(*fw->kpool));
 	fw->buckets = calloc(fw->nbuckets, sizeof(*fw->buckets));
+	pthread_mutex_init(&fw->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&fw->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	if (!fw->pool || !fw->kpool || !fw->buckets) {
-		free(fw->pool);
-		free(fw->kpool);
-		free(fw->buckets);
-		free(fw);
+		free_all(fw);
 		return M2Z_ERR_NOMEM;
 	}
 	for (size_t i = 0; i < fw->max_pending; i++) {
@@ -548,21 +622,48 @@ int forward_start(const struct forward_opts *opts, struct forward **out)
 		fw->kpool[i].chain = fw->free_kq;
 		fw->free_kq = &fw->kpool[i];
 	}
-	pthread_mutex_init(&fw->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&fw->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	*out = fw;
+	return M2Z_OK;
+}
+
+void forward_free(struct forward *fw)
+{
+	/* Everything not acknowledged stays in the spool: just free it. */
+	for (size_t i = 0; i < fw->max_pending; i++)
+		if (fw->pool[i].rec)
+			spool_rec_free(fw->pool[i].rec);
+	free_all(fw);
+}
+
+static const struct forward_hooks real_hooks = {
+	.publish = zeebe_publish, .invalidate = oauth_invalidate, .clock_ms = mono_ms,
+};
+
+int forward_start(const struct forward_opts *opts, struct forward **out)
+{
+	struct forward *fw;
+	int rc = forward_new(opts, &real_hooks, &fw);
+
+	if (rc != M2Z_OK)
+		return rc;
 	if (pthread_create(&fw->thread, NULL, run, fw) != 0) {
 		log_err("cannot start the forwarder thread");
-		free(fw->pool);
-		free(fw->kpool);
-		free(fw->buckets);
-		free(fw);
+		free_all(fw);
 		return M2Z_ERR_NOMEM;
 	}
 	*out = fw;
 	return M2Z_OK;
+}
+
+void forward_peek(struct forward *fw, struct forward_peek *out)
+{
+	out->window = fw->window;
+	out->in_flight = fw->in_flight;
+	out->pending = fw->npending;
+	out->waiting = 0;
+	for (struct pend *p = fw->wait.head; p; p = p->next)
+		out->waiting++;
+	out->pause_until = fw->pause_until;
 }
 
 void forward_kick(struct forward *fw)
@@ -575,18 +676,16 @@ void forward_kick(struct forward *fw)
 	pthread_mutex_unlock(&fw->lock);
 }
 
-void forward_get_state(struct forward *fw, int *window, int *in_flight, int *waiting)
+void forward_get_state(struct forward *fw, int *window, int *in_flight)
 {
 	/* Read without the thread's cooperation: good enough for a stats line. */
 	*window = __atomic_load_n(&fw->window, __ATOMIC_RELAXED);
 	*in_flight = __atomic_load_n(&fw->in_flight, __ATOMIC_RELAXED);
-	*waiting = (int)__atomic_load_n(&fw->npending, __ATOMIC_RELAXED);
 }
 
 void forward_stop(struct forward *fw, int64_t grace_ms)
 {
-	int64_t deadline = mono_ms() + grace_ms;
-	struct pend *p;
+	int64_t deadline;
 
 	if (!fw)
 		return;
@@ -595,14 +694,15 @@ void forward_stop(struct forward *fw, int64_t grace_ms)
 	pthread_cond_signal(&fw->cond);
 	pthread_mutex_unlock(&fw->lock);
 	pthread_join(fw->thread, NULL);
+	deadline = fw->h.clock_ms() + grace_ms;
 
 	/* Let calls in flight finish (their records are acked normally), then
 	 * cancel the rest: they stay in the spool for the next start. */
 	if (fw->in_flight > 0)
 		log_info("waiting up to %lld ms for %d call(s) in flight",
 			 (long long)grace_ms, fw->in_flight);
-	while (fw->in_flight > 0 && mono_ms() < deadline) {
-		drain_done(fw, mono_ms());
+	while (fw->in_flight > 0 && fw->h.clock_ms() < deadline) {
+		drain_done(fw, fw->h.clock_ms());
 		if (fw->in_flight > 0)
 			wait_for_work(fw, 20);
 	}
@@ -611,21 +711,10 @@ void forward_stop(struct forward *fw, int64_t grace_ms)
 			 fw->in_flight, (long long)grace_ms);
 		zeebe_shutdown(fw->o.zeebe, 0);
 		while (fw->in_flight > 0) {
-			drain_done(fw, mono_ms());
+			drain_done(fw, fw->h.clock_ms());
 			if (fw->in_flight > 0)
 				wait_for_work(fw, 20);
 		}
 	}
-	/* Everything else was never sent or waits for a retry: free it. */
-	for (size_t i = 0; i < fw->max_pending; i++) {
-		p = &fw->pool[i];
-		if (p->rec)
-			spool_rec_free(p->rec);
-	}
-	pthread_mutex_destroy(&fw->lock);
-	pthread_cond_destroy(&fw->cond);
-	free(fw->pool);
-	free(fw->kpool);
-	free(fw->buckets);
-	free(fw);
+	forward_free(fw);
 }

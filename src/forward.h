@@ -3,9 +3,9 @@
  * One thread reads records from the spool in order and starts PublishMessage
  * calls, at most `window` in flight (the window halves on
  * RESOURCE_EXHAUSTED and grows back by one per success). Events with the
- * same key_hash (message name + correlation key) are sent one at a time in
- * spool order, so they reach the gateway in the order the broker delivered
- * them, across retries and restarts; other keys do not wait for them.
+ * same key_hash (tenant + correlation key, see event.h) are sent one at a
+ * time in spool order, so they reach the gateway in the order the broker
+ * delivered them, across retries and restarts; other keys do not wait.
  *
  * Each answer is classed once (forward_classify):
  *   done        OK; ALREADY_EXISTS (a duplicate: Zeebe already has it)
@@ -17,7 +17,10 @@
  *   dead letter INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION,
  *               PERMISSION_DENIED, OUT_OF_RANGE, UNIMPLEMENTED, DATA_LOSS,
  *               and records the agent cannot decode
- * A record leaves the spool (spool_ack) only when done or dead-lettered. */
+ * A record leaves the spool (spool_ack) only when done, or dead-lettered
+ * with its line on disk: when the dead-letter write fails (disk full,
+ * read-only) the record stays, its key waits, and the write is retried
+ * after a backoff. Test seams: forward_internal.h. */
 #ifndef M2Z_FORWARD_H
 #define M2Z_FORWARD_H
 
@@ -34,20 +37,14 @@ enum fwd_class { FWD_DONE = 0, FWD_RETRY, FWD_REAUTH, FWD_DEAD };
 /* Pure: class of a gateway status code (enum zeebe_code). */
 enum fwd_class forward_classify(int code);
 
-/* Called for every dead letter after it is written (e.g. to republish the
- * line to MQTT). LINE is the JSON line, borrowed for the call. */
-typedef void (*forward_dead_fn)(void *arg, const char *line);
-
 struct forward_opts {
 	struct spool *spool;        /* borrowed; all four outlive the forwarder */
 	struct zeebe *zeebe;
 	struct oauth *oauth;        /* may be NULL */
-	struct deadletter *dead;
+	struct deadletter *dead;    /* its on_line hook republishes, see deadletter.h */
 	int window;                 /* max calls in flight */
 	int64_t retry_initial_ms;
 	int64_t retry_max_ms;
-	forward_dead_fn on_dead;    /* may be NULL */
-	void *on_dead_arg;
 };
 
 int forward_start(const struct forward_opts *opts, struct forward **out);
@@ -60,7 +57,8 @@ void forward_kick(struct forward *fw);
  * the rest (they stay in the spool), join the thread, free. */
 void forward_stop(struct forward *fw, int64_t grace_ms);
 
-/* Current window and the number of records waiting on a retry timer. */
-void forward_get_state(struct forward *fw, int *window, int *in_flight, int *waiting);
+/* Current window and calls in flight, for the stats line (any thread;
+ * read without locking: approximate). */
+void forward_get_state(struct forward *fw, int *window, int *in_flight);
 
 #endif

@@ -1,27 +1,50 @@
 /* main.c - argv, wiring, signals; start and stop in order.
  *
- * Data flow: mqtt_in (libmosquitto thread) -> route -> event -> spool
- * (appended before the MQTT ack) -> forward (its own thread) -> zeebe
- * (gRPC completion thread) -> spool_ack / deadletter. */
+ * Data flow: mqtt_in -> ingest (route, event, spool_append; the MQTT ack
+ * only after that) -> spool -> forward -> zeebe -> spool_ack / deadletter.
+ *
+ * Thread map (who runs what, who owns which pointer):
+ *   main          argv, config, start-up, signals (sigtimedwait), the stats
+ *                 line, stop. Owns struct agent and every handle in it; frees
+ *                 them in stop_all() after the threads that use them ended.
+ *   MQTT loop     libmosquitto's thread (mqtt_in_start): ingest_on_message ->
+ *                 routes, spool_append, deadletter_emit, forward_kick. Owns
+ *                 the ingest's render/record buffers.
+ *   forwarder     forward.c run(): spool_next/spool_ack, zeebe_publish,
+ *                 deadletter_emit -> republish_dead -> mqtt_in_publish
+ *                 (reads ag->mqtt, which is set before this thread starts).
+ *   completion    zeebe.c cq_thread: gRPC completion queue; hands each
+ *                 result to the forwarder's done list (forward.c on_done).
+ *   group commit  spool.c group_thread (sync = group or none): fsync / ack-log
+ *                 flush every group_commit.
+ *   token         oauth.c refresher: fetches/refreshes the token; zeebe.c
+ *                 reads it per call.
+ * Start-up order (each step may be used by the threads started after it):
+ *   spool + dead letters -> oauth + zeebe (completion, token threads) ->
+ *   mqtt_in_new (ag->mqtt, no thread yet) -> forward_start (forwarder) ->
+ *   ingest_new -> mqtt_in_start (MQTT loop).
+ * Stop order: ingest_stop (ends a hold) -> spool_close (wakes a blocked
+ * append; a message not kept exits without ack) -> mqtt_in_stop -> forward_stop
+ * (in-flight calls finish) -> free in reverse. */
 #define LOG_MODULE "main"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
+#include "commands.h"
 #include "conf.h"
 #include "deadletter.h"
 #include "err.h"
-#include "event.h"
 #include "forward.h"
+#include "ingest.h"
 #include "log.h"
 #include "mqtt_in.h"
 #include "oauth.h"
@@ -31,7 +54,6 @@
 #include "util.h"
 #include "zeebe.h"
 
-#define USER_AGENT "mqtt2zeebe/" M2Z_VERSION
 #define EXIT_CONFIG 2
 
 struct agent {
@@ -41,28 +63,12 @@ struct agent {
 	struct deadletter *dead;
 	struct oauth *oauth;
 	struct zeebe *zeebe;
+	struct mqtt_in *mqtt;       /* set before the forwarder starts (it republishes) */
 	struct forward *fw;
-	struct mqtt_in *mqtt;
-	/* used only on the MQTT thread */
-	struct render_buf rb;
-	struct buf rec;
-	long crash_before, crash_after;   /* test hooks, see crash_hook() */
+	struct ingest *ingest;
 };
 
-static atomic_bool g_stopping;
-
-/* ---- ingest: runs inside libmosquitto's on_message ---------------------- */
-
-/* Test-only: M2Z_TEST_CRASH=before_spool:N or after_spool:N kills the
- * process with SIGKILL while it handles the Nth message (before it returns,
- * so before the broker gets the PUBACK). The fault tests use it to prove a
- * crash at that moment loses nothing. */
-static void crash_hook(long *when)
-{
-	if (*when > 0 && --*when == 0)
-		raise(SIGKILL);
-}
-
+/* deadletter on_line hook: forwarder or MQTT thread. */
 static void republish_dead(void *arg, const char *line)
 {
 	struct agent *ag = arg;
@@ -72,96 +78,18 @@ static void republish_dead(void *arg, const char *line)
 		mqtt_in_publish(ag->mqtt, topic, line, strlen(line), 1);
 }
 
-static void dead_at_ingest(struct agent *ag, int route, const char *topic, const void *payload,
-			   size_t len, const char *status, const char *reason)
+static void kick_forwarder(void *arg)
 {
-	char *line = NULL;
-	struct dead_event de = {
-		.route = route >= 0 ? routes_name(ag->routes, (size_t)route) : "",
-		.topic = topic, .payload = payload, .payload_len = len, .message_id = "",
-		.correlation_key = "", .status = status, .reason = reason, .time_ms = now_ms(),
-	};
-
-	log_warn("dead letter: route=%s topic=%s status=%s reason=%s", de.route, topic, status, reason);
-	if (deadletter_write(ag->dead, &de, &line) == M2Z_OK) {
-		STAT_INC(dead_lettered);
-		republish_dead(ag, line);
-	}
-	free(line);
+	forward_kick(arg);
 }
 
-/* Append with the configured policy. "block" is done here, not in the
- * spool, so that a shutdown can tell a message it must not acknowledge. */
-static int append(struct agent *ag)
-{
-	int rc;
-	bool warned = false;
-
-	for (;;) {
-		rc = spool_append(ag->spool, ag->rec.p, ag->rec.len, NULL);
-		if (rc != M2Z_ERR_FULL || ag->cfg->spool.on_full != SPOOL_FULL_BLOCK)
-			return rc;
-		if (atomic_load(&g_stopping))
-			return M2Z_ERR_CLOSED;
-		if (!warned)
-			log_warn("spool full: holding back the MQTT acknowledgement until it drains");
-		warned = true;
-		usleep(20 * 1000);
-	}
-}
-
-static void ingest(void *arg, const char *topic, const void *payload, size_t len, int qos,
-		   bool retain)
+/* MQTT loop thread; ag->ingest is set before mqtt_in_start(). */
+static void on_message(void *arg, const char *topic, const void *payload, size_t len, int qos,
+		       bool retain)
 {
 	struct agent *ag = arg;
-	struct publish_msg msg;
-	char reason[512];
-	int64_t recv = now_ms();
-	int route, rc;
 
-	(void)qos;
-	(void)retain;
-	STAT_INC(received);
-	crash_hook(&ag->crash_before);
-	route = routes_match(ag->routes, topic);
-	if (route < 0) {
-		STAT_INC(unrouted);
-		log_debug("no route for topic %s", topic);
-		return;
-	}
-	rc = routes_render(ag->routes, (size_t)route, topic, payload, len, recv,
-			   ag->cfg->zeebe.max_message_size, &ag->rb, &msg, reason, sizeof(reason));
-	if (rc != M2Z_OK) {
-		dead_at_ingest(ag, route, topic, payload, len,
-			       rc == M2Z_ERR_TOO_BIG ? "TOO_BIG" : "RENDER", reason);
-		return;
-	}
-	buf_reset(&ag->rec);
-	if (event_encode(&msg, topic, payload, len, recv, &ag->rec) != M2Z_OK) {
-		dead_at_ingest(ag, route, topic, payload, len, "ENCODE", "out of memory");
-		return;
-	}
-	rc = append(ag);
-	if (rc == M2Z_ERR_CLOSED) {
-		/* Shutting down with a full spool: returning would acknowledge a
-		 * message we did not keep. Leave now; the broker redelivers it. */
-		log_warn("stopping with a full spool: exiting without acknowledging the message in hand");
-		spool_sync(ag->spool);
-		_exit(0);
-	}
-	if (rc == M2Z_ERR_FULL) {
-		STAT_INC(rejected);
-		log_warn("spool full: rejected message on %s (on_full = reject_newest)", topic);
-		return;
-	}
-	if (rc != M2Z_OK) {
-		dead_at_ingest(ag, route, topic, payload, len, "SPOOL", m2z_strerror(rc));
-		return;
-	}
-	STAT_INC(spooled);
-	crash_hook(&ag->crash_after);
-	if (ag->fw)
-		forward_kick(ag->fw);
+	ingest_on_message(ag->ingest, topic, payload, len, qos, retain);
 }
 
 /* ---- stats line ---------------------------------------------------------- */
@@ -170,19 +98,20 @@ static void log_stats(struct agent *ag)
 {
 	struct spool_stats ss;
 	struct oauth_stats os = { 0, 0, 0 };
-	int window = 0, in_flight = 0, waiting = 0;
+	int window = 0, in_flight = 0;
 	int64_t age = 0;
 
 	spool_get_stats(ag->spool, &ss);
 	if (ag->oauth)
 		oauth_get_stats(ag->oauth, &os);
 	if (ag->fw)
-		forward_get_state(ag->fw, &window, &in_flight, &waiting);
+		forward_get_state(ag->fw, &window, &in_flight);
 	if (ss.oldest_ms)
 		age = now_ms() - ss.oldest_ms;
 	log_write(LOG_LVL_INFO, "stats", "received=%llu unrouted=%llu spooled=%llu published=%llu duplicates=%llu "
 		 "retries=%llu dead_lettered=%llu dropped=%llu rejected=%llu backlog=%llu "
-		 "backlog_bytes=%llu oldest_age_ms=%lld window=%d in_flight=%d token_failures=%llu",
+		 "backlog_bytes=%llu oldest_age_ms=%lld window=%d in_flight=%d token_failures=%llu "
+		 "durability_failures=%llu holding=%d dead_letters_rotated=%llu",
 		 (unsigned long long)STAT_GET(received), (unsigned long long)STAT_GET(unrouted),
 		 (unsigned long long)STAT_GET(spooled), (unsigned long long)STAT_GET(published),
 		 (unsigned long long)STAT_GET(duplicates), (unsigned long long)STAT_GET(retries),
@@ -190,93 +119,57 @@ static void log_stats(struct agent *ag)
 		 (unsigned long long)(STAT_GET(dropped) + ss.dropped),
 		 (unsigned long long)STAT_GET(rejected), (unsigned long long)ss.records,
 		 (unsigned long long)ss.bytes, (long long)age, window, in_flight,
-		 (unsigned long long)os.failures);
+		 (unsigned long long)os.failures, (unsigned long long)STAT_GET(durability_failures),
+		 ingest_holding() ? 1 : 0, (unsigned long long)STAT_GET(dead_letters_rotated));
 }
 
-/* ---- run ------------------------------------------------------------------ */
-
-static int start_clients(struct agent *ag)
-{
-	const struct config *c = ag->cfg;
-	char err[512];
-
-	if (c->oauth.enabled) {
-		struct oauth_opts oo = {
-			.url = c->oauth.url, .client_id = c->oauth.client_id,
-			.client_secret = c->oauth.client_secret, .audience = c->oauth.audience,
-			.scope = c->oauth.scope, .ca_file = c->oauth.ca_certificate,
-			.timeout_ms = c->oauth.request_timeout_ms,
-			.refresh_ahead_ms = c->oauth.refresh_ahead_ms, .user_agent = USER_AGENT,
-		};
-		if (oauth_new(&oo, &ag->oauth) != M2Z_OK)
-			return M2Z_ERR_AUTH;
-	}
-	struct zeebe_opts zo = {
-		.address = c->zeebe.address, .insecure = c->zeebe.insecure,
-		.ca_file = c->zeebe.ca_certificate, .authority = c->zeebe.override_authority,
-		.deadline_ms = c->zeebe.request_timeout_ms, .keepalive_ms = c->zeebe.keepalive_ms,
-		.max_message_size = c->zeebe.max_message_size, .user_agent = USER_AGENT,
-		.oauth = ag->oauth,
-	};
-	if (zeebe_new(&zo, &ag->zeebe, err, sizeof(err)) != M2Z_OK) {
-		log_err("cannot create the gateway client: %s", err);
-		return M2Z_ERR_NET;
-	}
-	return M2Z_OK;
-}
-
-static int open_spool(struct agent *ag)
-{
-	const struct conf_spool *s = &ag->cfg->spool;
-	struct spool_opts so = {
-		.dir = s->directory, .sync = s->sync, .group_commit_ms = s->group_commit_ms,
-		.max_bytes = s->max_bytes, .max_age_ms = s->max_age_ms,
-		/* "block" is handled in append(): the spool itself rejects. */
-		.on_full = s->on_full == SPOOL_FULL_BLOCK ? SPOOL_FULL_REJECT_NEWEST : s->on_full,
-		.segment_bytes = s->segment_bytes,
-	};
-	char path[4096];
-
-	if (spool_open(&so, &ag->spool) != M2Z_OK)
-		return M2Z_ERR_IO;
-	snprintf(path, sizeof(path), "%s/dead-letters.jsonl", s->directory);
-	return deadletter_open(path, &ag->dead);
-}
+/* ---- start and stop --------------------------------------------------------- */
 
 static int start_pipeline(struct agent *ag)
 {
+	const struct config *c = ag->cfg;
 	struct mqtt_sub subs[CONF_MAX_ROUTES];
 	size_t n = routes_count(ag->routes);
 	struct forward_opts fo = {
 		.spool = ag->spool, .zeebe = ag->zeebe, .oauth = ag->oauth, .dead = ag->dead,
-		.window = ag->cfg->zeebe.max_in_flight,
-		.retry_initial_ms = ag->cfg->forward.retry_initial_ms,
-		.retry_max_ms = ag->cfg->forward.retry_max_ms,
-		.on_dead = republish_dead, .on_dead_arg = ag,
+		.window = c->zeebe.max_in_flight, .retry_initial_ms = c->forward.retry_initial_ms,
+		.retry_max_ms = c->forward.retry_max_ms,
+	};
+	struct ingest_opts io = {
+		.cfg = c, .routes = ag->routes, .spool = ag->spool, .dead = ag->dead,
+		.on_kept = kick_forwarder,
 	};
 
-	if (forward_start(&fo, &ag->fw) != M2Z_OK)
-		return M2Z_ERR_NOMEM;
 	for (size_t i = 0; i < n; i++) {
 		subs[i].filter = routes_filter(ag->routes, i);
 		subs[i].qos = routes_qos(ag->routes, i);
 	}
-	if (mqtt_in_new(&ag->cfg->mqtt, subs, n, ingest, ag, &ag->mqtt) != M2Z_OK)
+	/* mqtt_in_new first: the forwarder may republish a dead letter at once. */
+	if (mqtt_in_new(&c->mqtt, subs, n, on_message, ag, &ag->mqtt) != M2Z_OK)
 		return M2Z_ERR_CONFIG;
+	if (forward_start(&fo, &ag->fw) != M2Z_OK)
+		return M2Z_ERR_NOMEM;
+	io.on_kept_arg = ag->fw;
+	if (ingest_new(&io, &ag->ingest) != M2Z_OK)
+		return M2Z_ERR_NOMEM;
 	return mqtt_in_start(ag->mqtt);
 }
 
 static void stop_all(struct agent *ag)
 {
-	atomic_store(&g_stopping, true);
-	/* Ingestion first: a message callback in progress finishes (spooled,
-	 * then acknowledged); nothing new comes in. */
+	/* A message in hand that is held or blocked on a full spool is not
+	 * acknowledged: ingest exits the process instead of returning. Any other
+	 * callback in progress finishes (spooled, then acknowledged). */
+	ingest_stop(ag->ingest);
+	if (ag->spool)
+		spool_close(ag->spool);
 	mqtt_in_stop(ag->mqtt);
 	forward_stop(ag->fw, ag->cfg->forward.shutdown_timeout_ms);
 	ag->fw = NULL;
 	if (ag->spool)
 		log_stats(ag);
 	mqtt_in_free(ag->mqtt);
+	ingest_free(ag->ingest);
 	if (ag->zeebe)
 		zeebe_free(ag->zeebe);
 	if (ag->oauth)
@@ -286,24 +179,23 @@ static void stop_all(struct agent *ag)
 		spool_free(ag->spool);
 	}
 	deadletter_close(ag->dead);
-	render_buf_free(&ag->rb);
-	buf_free(&ag->rec);
 }
 
-static long env_hook(const char *name)
+static int start(struct agent *ag)
 {
-	const char *v = getenv("M2Z_TEST_CRASH");
-	size_t n = strlen(name);
+	int rc = open_storage(ag->cfg, republish_dead, ag, &ag->spool, &ag->dead);
 
-	if (v && strncmp(v, name, n) == 0 && v[n] == ':')
-		return strtol(v + n + 1, NULL, 10);
-	return 0;
+	if (rc == M2Z_OK)
+		rc = open_clients(ag->cfg, &ag->oauth, &ag->zeebe);
+	if (rc == M2Z_OK)
+		rc = start_pipeline(ag);
+	return rc;
 }
 
 static int run(struct agent *ag)
 {
 	sigset_t set;
-	int sig, rc;
+	int sig;
 	int64_t interval = ag->cfg->log.stats_interval_ms;
 
 	/* Every thread created from here on inherits the mask; only this
@@ -316,14 +208,7 @@ static int run(struct agent *ag)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	ag->crash_before = env_hook("before_spool");
-	ag->crash_after = env_hook("after_spool");
-	rc = open_spool(ag);
-	if (rc == M2Z_OK)
-		rc = start_clients(ag);
-	if (rc == M2Z_OK)
-		rc = start_pipeline(ag);
-	if (rc != M2Z_OK) {
+	if (start(ag) != M2Z_OK) {
 		stop_all(ag);
 		return 1;
 	}
@@ -351,116 +236,6 @@ static int run(struct agent *ag)
 	log_info("%s received: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
 	stop_all(ag);
 	return 0;
-}
-
-/* ---- one-shot commands ------------------------------------------------------ */
-
-static int cmd_dry_run(struct agent *ag, const char *topic, const char *payload, size_t len)
-{
-	struct publish_msg msg;
-	char reason[512];
-	int route = routes_match(ag->routes, topic);
-	cJSON *o, *vars;
-	char *text;
-	int rc;
-
-	if (route < 0) {
-		fprintf(stderr, "no route matches topic '%s'\n", topic);
-		return 1;
-	}
-	rc = routes_render(ag->routes, (size_t)route, topic, payload, len, now_ms(),
-			   ag->cfg->zeebe.max_message_size, &ag->rb, &msg, reason, sizeof(reason));
-	if (rc != M2Z_OK) {
-		fprintf(stderr, "route %s: would be a dead letter: %s\n",
-			routes_name(ag->routes, (size_t)route), reason);
-		return 1;
-	}
-	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "route", msg.route);
-	cJSON_AddStringToObject(o, "name", msg.name);
-	cJSON_AddStringToObject(o, "correlationKey", msg.correlation_key);
-	cJSON_AddStringToObject(o, "messageId", msg.message_id);
-	cJSON_AddNumberToObject(o, "timeToLive", (double)msg.ttl_ms);
-	cJSON_AddStringToObject(o, "tenantId", msg.tenant_id);
-	vars = cJSON_Parse(msg.variables);
-	cJSON_AddItemToObject(o, "variables", vars ? vars : cJSON_CreateString(msg.variables));
-	text = cJSON_PrintUnformatted(o);
-	printf("%s\n", text);
-	free(text);
-	cJSON_Delete(o);
-	return 0;
-}
-
-static int cmd_check_connection(struct agent *ag)
-{
-	char summary[512];
-	int code, rc = 0;
-
-	if (start_clients(ag) != M2Z_OK)
-		return 1;
-	if (ag->oauth) {
-		if (oauth_wait(ag->oauth, ag->cfg->oauth.request_timeout_ms + 1000)) {
-			printf("token: ok (%s)\n", ag->cfg->oauth.url);
-		} else {
-			printf("token: FAILED from %s (see the log above)\n", ag->cfg->oauth.url);
-			rc = 1;
-		}
-	}
-	code = zeebe_topology(ag->zeebe, ag->cfg->zeebe.request_timeout_ms, summary, sizeof(summary));
-	printf("gateway %s: %s %s\n", ag->cfg->zeebe.address, zeebe_code_name(code), summary);
-	zeebe_free(ag->zeebe);
-	if (ag->oauth)
-		oauth_free(ag->oauth);
-	return code == ZEEBE_OK ? rc : 1;
-}
-
-/* Re-ingest a dead-letter file through the current routes into the spool
- * (run it with the agent stopped: the spool is locked while it runs). Lines
- * that still fail are written to FILE.failed. */
-static int cmd_replay(struct agent *ag, const char *file)
-{
-	FILE *in = fopen(file, "r");
-	char *line = NULL, failed[4096];
-	size_t cap = 0, ok = 0, bad = 0;
-	struct deadletter *still = NULL;
-
-	if (!in) {
-		fprintf(stderr, "%s: %s\n", file, strerror(errno));
-		return 1;
-	}
-	snprintf(failed, sizeof(failed), "%s.failed", file);
-	if (open_spool(ag) != M2Z_OK || deadletter_open(failed, &still) != M2Z_OK) {
-		fclose(in);
-		stop_all(ag);
-		return 1;
-	}
-	deadletter_close(ag->dead);
-	ag->dead = still;
-	while (getline(&line, &cap, in) > 0) {
-		cJSON *o = cJSON_Parse(line);
-		const char *topic = cJSON_GetStringValue(cJSON_GetObjectItem(o, "topic"));
-		const char *text = cJSON_GetStringValue(cJSON_GetObjectItem(o, "payload"));
-		const char *b64 = cJSON_GetStringValue(cJSON_GetObjectItem(o, "payload_base64"));
-		unsigned char *raw = NULL;
-		size_t len = text ? strlen(text) : 0;
-		uint64_t before = STAT_GET(spooled);
-
-		if (b64)
-			raw = base64_decode(b64, &len);
-		if (topic && (text || raw))
-			ingest(ag, topic, raw ? (const void *)raw : text, len, 1, false);
-		if (STAT_GET(spooled) > before)
-			ok++;
-		else
-			bad++;
-		free(raw);
-		cJSON_Delete(o);
-	}
-	free(line);
-	fclose(in);
-	printf("replayed %zu event(s) into the spool; %zu still failing (see %s)\n", ok, bad, failed);
-	stop_all(ag);
-	return bad ? 1 : 0;
 }
 
 /* ---- main ------------------------------------------------------------------- */
@@ -574,15 +349,14 @@ int main(int argc, char **argv)
 			rc = EXIT_CONFIG;
 			break;
 		}
-		rc = owned ? cmd_dry_run(&ag, topic, owned, len)
-			   : cmd_dry_run(&ag, topic, payload, strlen(payload));
-		render_buf_free(&ag.rb);
+		rc = owned ? cmd_dry_run(ag.cfg, ag.routes, topic, owned, len)
+			   : cmd_dry_run(ag.cfg, ag.routes, topic, payload, strlen(payload));
 		break;
 	case MODE_CHECK_CONN:
-		rc = cmd_check_connection(&ag);
+		rc = cmd_check_connection(ag.cfg);
 		break;
 	case MODE_REPLAY:
-		rc = cmd_replay(&ag, replay);
+		rc = cmd_replay(ag.cfg, ag.routes, replay);
 		break;
 	default:
 		rc = run(&ag);
