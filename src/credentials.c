@@ -5,6 +5,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "util.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -295,6 +296,27 @@ bool credentials_informational(const char *name)
 		if (strcmp(name, info[i]) == 0)
 			return true;
 	return false;
+}
+
+char *credentials_basic_header(const char *user, const char *password)
+{
+	struct buf pair = BUF_INIT, out = BUF_INIT;
+	char *b64 = NULL;
+
+	if (buf_printf(&pair, "%s:%s", user, password) == 0)
+		b64 = base64_encode(pair.p, pair.len);
+	if (pair.p)
+		explicit_bzero(pair.p, pair.cap);
+	buf_free(&pair);
+	if (b64 && buf_printf(&out, "Basic %s", b64) != 0) {
+		buf_free(&out);
+		out.p = NULL;
+	}
+	if (b64) {
+		explicit_bzero(b64, strlen(b64));
+		free(b64);
+	}
+	return out.p;
 }
 
 /* ---- addresses --------------------------------------------------------------- */

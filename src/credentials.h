@@ -80,4 +80,9 @@ bool credentials_informational(const char *name);
 int credentials_parse_address(const char *in, char *out, size_t outlen, int *tls,
 			      char *why, size_t whylen);
 
+/* "Basic " + base64(USER ":" PASSWORD), malloc'ed (caller wipes and
+ * frees), for the authorization metadata of Camunda 8.8 basic auth; NULL on
+ * out of memory. */
+char *credentials_basic_header(const char *user, const char *password);
+
 #endif

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "credentials.h"
 #include "deadletter.h"
 #include "err.h"
 #include "event.h"
@@ -195,10 +196,13 @@ static void log_stats(struct agent *ag)
 
 /* ---- run ------------------------------------------------------------------ */
 
-static int start_clients(struct agent *ag)
+/* FRESH_TOKEN: do not reuse a cached token (--check-connection proves the
+ * credentials), but still store the new one. */
+static int start_clients(struct agent *ag, bool fresh_token)
 {
 	const struct config *c = ag->cfg;
-	char err[512];
+	char err[512], *basic = NULL;
+	int rc;
 
 	if (c->oauth.enabled) {
 		struct oauth_opts oo = {
@@ -207,6 +211,8 @@ static int start_clients(struct agent *ag)
 			.scope = c->oauth.scope, .ca_file = c->oauth.ca_certificate,
 			.timeout_ms = c->oauth.request_timeout_ms,
 			.refresh_ahead_ms = c->oauth.refresh_ahead_ms, .user_agent = USER_AGENT,
+			.cache_dir = c->oauth.token_cache_dir, .skip_cache_read = fresh_token,
+			.client_id_from = c->oauth.client_id_from, .audience_from = c->oauth.audience_from,
 		};
 		if (oauth_new(&oo, &ag->oauth) != M2Z_OK)
 			return M2Z_ERR_AUTH;
@@ -218,7 +224,15 @@ static int start_clients(struct agent *ag)
 		.max_message_size = c->zeebe.max_message_size, .user_agent = USER_AGENT,
 		.oauth = ag->oauth,
 	};
-	if (zeebe_new(&zo, &ag->zeebe, err, sizeof(err)) != M2Z_OK) {
+	if (c->zeebe.auth == CONF_AUTH_BASIC &&
+	    !(zo.basic_auth = basic = credentials_basic_header(c->zeebe.username, c->zeebe.password)))
+		return M2Z_ERR_NOMEM;
+	rc = zeebe_new(&zo, &ag->zeebe, err, sizeof(err));
+	if (basic) {
+		explicit_bzero(basic, strlen(basic));
+		free(basic);
+	}
+	if (rc != M2Z_OK) {
 		log_err("cannot create the gateway client: %s", err);
 		return M2Z_ERR_NET;
 	}
@@ -320,7 +334,7 @@ static int run(struct agent *ag)
 	ag->crash_after = env_hook("after_spool");
 	rc = open_spool(ag);
 	if (rc == M2Z_OK)
-		rc = start_clients(ag);
+		rc = start_clients(ag, false);
 	if (rc == M2Z_OK)
 		rc = start_pipeline(ag);
 	if (rc != M2Z_OK) {
@@ -393,17 +407,21 @@ static int cmd_dry_run(struct agent *ag, const char *topic, const char *payload,
 
 static int cmd_check_connection(struct agent *ag)
 {
-	char summary[512];
+	char summary[512], why[1600];
 	int code, rc = 0;
 
-	if (start_clients(ag) != M2Z_OK)
+	if (start_clients(ag, true) != M2Z_OK)
 		return 1;
 	if (ag->oauth) {
-		if (oauth_wait(ag->oauth, ag->cfg->oauth.request_timeout_ms + 1000)) {
+		/* Stops at the first 400/401: retrying cannot fix credentials. */
+		rc = oauth_wait_verdict(ag->oauth, ag->cfg->oauth.request_timeout_ms + 1000, why, sizeof(why));
+		if (rc == M2Z_OK) {
 			printf("token: ok (%s)\n", ag->cfg->oauth.url);
 		} else {
-			printf("token: FAILED from %s (see the log above)\n", ag->cfg->oauth.url);
-			rc = 1;
+			printf("token: FAILED from %s: %s\n", ag->cfg->oauth.url, why);
+			zeebe_free(ag->zeebe);
+			oauth_free(ag->oauth);
+			return 1;
 		}
 	}
 	code = zeebe_topology(ag->zeebe, ag->cfg->zeebe.request_timeout_ms, summary, sizeof(summary));
