@@ -469,6 +469,7 @@ static void fetch_and_apply(struct oauth *oa)
 	if (rc == 0)
 		cache_store(oa, &tok, wall);
 	pthread_mutex_lock(&oa->mu);
+	oauth_redact(err); /* an endpoint may echo what it was sent */
 	snprintf(oa->last_err, sizeof(oa->last_err), "%s", rc == 0 ? "" : err);
 	oa->rejected = rc != 0 && (status == 400 || status == 401);
 	if (oa->rejected) {
