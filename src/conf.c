@@ -103,7 +103,7 @@ static const struct opt opts[] = {
 	  "CAMUNDA_BASIC_AUTH_PASSWORD", F_SECRET, "basic authentication password (prefer the environment)" },
 
 	{ "oauth", "client_id", T_STR, C(oauth.client_id), -1, NULL, NOLIM, NULL,
-	  "CAMUNDA_CLIENT_ID ZEEBE_CLIENT_ID", 0, "OAuth client id; OAuth is on when client_id or client_secret is set" },
+	  "CAMUNDA_CLIENT_ID ZEEBE_CLIENT_ID", 0, "OAuth client id; with auth = auto, OAuth is on when client_id or client_secret is set" },
 	{ "oauth", "client_secret", T_STR, C(oauth.client_secret), -1, NULL, NOLIM, NULL,
 	  "CAMUNDA_CLIENT_SECRET ZEEBE_CLIENT_SECRET", F_SECRET, "OAuth client secret (prefer the environment)" },
 	{ "oauth", "url", T_STR, C(oauth.url), -1, "https://login.cloud.camunda.io/oauth/token", NOLIM, NULL,
@@ -113,7 +113,8 @@ static const struct opt opts[] = {
 	{ "oauth", "scope", T_STR, C(oauth.scope), -1, NULL, NOLIM, NULL,
 	  "CAMUNDA_TOKEN_SCOPE ZEEBE_TOKEN_SCOPE", 0, "token scope; sent only when set" },
 	{ "oauth", "ca_certificate", T_STR, C(oauth.ca_certificate), -1, NULL, NOLIM, NULL,
-	  NULL, 0, "PEM roots for the token endpoint; empty = ZEEBE_CA_CERTIFICATE_PATH if set, else system roots" },
+	  NULL, 0, "PEM roots for the token endpoint; empty = the gateway's CA when it comes from the environment "
+	  "or the credentials file, else system roots" },
 	{ "oauth", "request_timeout", T_DUR, C(oauth.request_timeout_ms), -1, "10s", 100, 600000, NULL,
 	  "ZEEBE_AUTH_REQUEST_TIMEOUT", 0, "deadline of one token request (env value in ms)" },
 	{ "oauth", "refresh_ahead", T_DUR, C(oauth.refresh_ahead_ms), -1, "30s", 10000, MS_DAY, NULL,

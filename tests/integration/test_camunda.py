@@ -222,3 +222,22 @@ def test_check_reports_conflicts_with_both_sources(tmp_path, agent):
             "('from-file') differ; using environment CAMUNDA_CLIENT_ID" % path) in err
     assert "%s:4: CAMUNDA_TYPO is not a setting mqtt2zeebe reads; ignored" % path in err
     assert "# OAuth on" in out
+
+
+@pytest.mark.parametrize("code,words", [
+    ("PERMISSION_DENIED", "Expected to handle gRPC request PublishMessage with tenant identifier "
+                          "'plant-b', but tenant is not authorized to perform this request"),
+    ("NOT_FOUND", "Expected to publish a message for tenant 'plant-x', but no such tenant was found"),
+])
+def test_tenant_errors_are_dead_letters_with_the_gateways_words(code, words, agent, gateway_factory,
+                                                                token_server, publish):
+    gateway = gateway_factory(tls=True, token_check=token_server.is_valid, multi_tenancy=True)
+    a = agent(gateway=gateway, routes={"t": {"topic": "m2z/+/+/event", "message_name": "m", "correlation_key": "{3}",
+                            "tenant_id": "{2}"}})
+    gateway.fail_next(code, 1, details=words)
+    publish("m2z/plant-b/k1/event", {"n": 1})
+    a.wait_stats(lambda s: s["dead_lettered"] == 1)
+    publish("m2z/plant-b/k2/event", {"n": 2})          # the next event is not held up
+    wait_requests(gateway, 1)
+    (d,) = a.dead_letters()
+    assert d["status"] == code and d["reason"] == words
