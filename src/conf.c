@@ -22,6 +22,7 @@
 #define ZEEBE_DEFAULT_PORT "26500"
 #define MAX_FILE_BYTES (1 << 20)
 #define ROUTE_NAME_MAX 64
+#define NO_PREFIX (-1)
 /* Handed to inih in place of a value too long for its line buffer; the
  * handler swaps the real value back in (see conf_reader). */
 #define LONG_VALUE_MARK "\x1e"
@@ -516,7 +517,8 @@ struct parse_ctx {
 
 static void fail(struct parse_ctx *c, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Record the first error only: later ones are usually fallout. */
+/* Record the first error only: later ones are usually fallout. LINE 0 =
+ * "NAME: ", NO_PREFIX = the message is already located (credentials file). */
 static void fail(struct parse_ctx *c, int line, const char *fmt, ...)
 {
 	va_list ap;
@@ -528,7 +530,7 @@ static void fail(struct parse_ctx *c, int line, const char *fmt, ...)
 	if (!c->err || !c->errlen)
 		return;
 	n = line > 0 ? snprintf(c->err, c->errlen, "%s:%d: ", c->name, line)
-		     : snprintf(c->err, c->errlen, "%s: ", c->name);
+		     : line == NO_PREFIX ? 0 : snprintf(c->err, c->errlen, "%s: ", c->name);
 	if (n < 0 || (size_t)n >= c->errlen)
 		return;
 	va_start(ap, fmt);
@@ -921,27 +923,10 @@ static bool port_ok(const char *p)
 	return *p && parse_u64(p, &v) == strlen(p) && v >= 1 && v <= 65535;
 }
 
-static void fail_raw(struct parse_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* An error located in the credentials file: "CREDFILE:LINE: ..." */
-static void fail_raw(struct parse_ctx *c, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (c->failed)
-		return;
-	c->failed = true;
-	if (!c->err || !c->errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(c->err, c->errlen, fmt, ap);
-	va_end(ap);
-}
-
 static void fail_hit(struct parse_ctx *c, const struct cred_hit *h, const char *what, const char *msg)
 {
 	if (h->line > 0)
-		fail_raw(c, "%s:%d: %s%s: %s", c->creds.path, h->line, h->var, what, msg);
+		fail(c, NO_PREFIX, "%s:%d: %s%s: %s", c->creds.path, h->line, h->var, what, msg);
 	else
 		fail(c, 0, "environment %s%s: %s", h->var, what, msg);
 }
@@ -978,7 +963,7 @@ static void load_credentials(struct parse_ctx *c)
 	else if (rc == M2Z_ERR_IO)
 		fail(c, 0, "environment M2Z_CREDENTIALS_FILE: %s", msg);
 	else if (rc)
-		fail_raw(c, "%s", msg);
+		fail(c, NO_PREFIX, "%s", msg);
 }
 
 static bool name_in_list(const char *list, const char *name)
@@ -1024,7 +1009,7 @@ static bool fold_host_port(struct parse_ctx *c, struct cred_hit *h, char *buf, s
 	}
 	if (port && !port_ok(port)) {
 		if (h->line > 0)
-			fail_raw(c, "%s:%d: ZEEBE_PORT: expected a port 1..65535, got '%s'", c->creds.path,
+			fail(c, NO_PREFIX, "%s:%d: ZEEBE_PORT: expected a port 1..65535, got '%s'", c->creds.path,
 				 ep->line, port);
 		else
 			fail(c, 0, "environment ZEEBE_PORT: expected a port 1..65535, got '%s'", port);

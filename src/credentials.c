@@ -330,25 +330,12 @@ static const struct {
 	{ "grpc://", 0, "26500" }, { "http://", 0, "80" },
 };
 
-static bool port_ok(const char *p, size_t n)
-{
-	unsigned long v = 0;
-
-	if (n == 0 || n > 5)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		if (!isdigit((unsigned char)p[i]))
-			return false;
-		v = v * 10 + (unsigned long)(p[i] - '0');
-	}
-	return v >= 1 && v <= 65535;
-}
-
 int credentials_parse_address(const char *in, char *out, size_t outlen, int *tls,
 			      char *why, size_t whylen)
 {
 	const char *dflt = NULL, *host = in, *colon;
 	size_t n = strlen(in), hlen;
+	uint16_t port;
 
 	*tls = -1;
 	for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
@@ -379,7 +366,7 @@ int credentials_parse_address(const char *in, char *out, size_t outlen, int *tls
 	if (colon && memchr(colon, ']', (size_t)(host + n - colon)))
 		colon = NULL;
 	hlen = colon ? (size_t)(colon - host) : n;
-	if (hlen == 0 || (colon && !port_ok(colon + 1, (size_t)(host + n - colon - 1))) || (!colon && !dflt)) {
+	if (hlen == 0 || (colon && parse_port(colon + 1, (size_t)(host + n - colon - 1), &port)) || (!colon && !dflt)) {
 		snprintf(why, whylen, "expected host:port like gateway.local:26500, got '%s'", in);
 		return M2Z_ERR_PARSE;
 	}

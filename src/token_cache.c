@@ -3,6 +3,7 @@
 
 #include "digest.h"
 #include "err.h"
+#include "util.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -184,29 +185,25 @@ static char *render(const struct token_cache_key *k, const struct token_cache_en
 	return text;
 }
 
-static int write_all(int fd, const char *p, size_t n)
+/* The directory part of PATH: "." when it has none, "/" for a file in /. */
+static void dir_of(const char *path, char *dir, size_t n)
 {
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
+	const char *slash = strrchr(path, '/');
+
+	if (!slash)
+		snprintf(dir, n, ".");
+	else if (slash == path)
+		snprintf(dir, n, "/");
+	else
+		snprintf(dir, n, "%.*s", (int)(slash - path), path);
 }
 
 static int fsync_dir_of(const char *path)
 {
 	char dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
 	int fd, rc;
 
-	snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
-	if (!dir[0])
-		strcpy(dir, "/");
+	dir_of(path, dir, sizeof(dir));
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
@@ -215,16 +212,14 @@ static int fsync_dir_of(const char *path)
 	return rc;
 }
 
+/* The state directory may not exist yet (--check-connection runs before
+ * the spool is opened); a failure shows in the open that follows. */
 static void make_dir_of(const char *path)
 {
 	char dir[PATH_MAX];
-	const char *slash = strrchr(path, '/');
 
-	if (!slash || slash == path)
-		return;
-	snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-		return; /* the open below reports it */
+	dir_of(path, dir, sizeof(dir));
+	(void)mkdir(dir, 0700);
 }
 
 int token_cache_store(const char *path, const struct token_cache_key *key,
