@@ -19,13 +19,16 @@
  * lines are not supported (an indented line is an ordinary line); ';' after
  * a blank starts an inline comment.
  *
- * Environment (empty value = unset) overrides the file: ZEEBE_ADDRESS,
- * ZEEBE_HOST/ZEEBE_PORT (win over ZEEBE_ADDRESS; a missing half is 127.0.0.1
- * or 26500), ZEEBE_INSECURE_CONNECTION (exactly "true" = plaintext, any other
- * value = TLS), ZEEBE_CA_CERTIFICATE_PATH, ZEEBE_OVERRIDE_AUTHORITY,
- * ZEEBE_KEEP_ALIVE (ms), ZEEBE_CLIENT_ID, ZEEBE_CLIENT_SECRET,
- * ZEEBE_AUTHORIZATION_SERVER_URL, ZEEBE_TOKEN_AUDIENCE, ZEEBE_TOKEN_SCOPE,
- * ZEEBE_AUTH_REQUEST_TIMEOUT (ms), M2Z_MQTT_PASSWORD, M2Z_LOG_LEVEL.
+ * Environment (empty value = unset) overrides the file; the same names in
+ * [zeebe] credentials_file (the Camunda console's shell file, credentials.h)
+ * come between the two. Each option's env column in the table lists its
+ * names, strongest first: the Java 8.8 CAMUNDA_* names, the console/JS names
+ * (ZEEBE_GRPC_ADDRESS, CAMUNDA_OAUTH_URL) and the older ZEEBE_* names.
+ * ZEEBE_HOST/ZEEBE_PORT form one address (a missing half is 127.0.0.1 or
+ * 26500); ZEEBE_INSECURE_CONNECTION: exactly "true" = plaintext. An address
+ * may be a URL: grpcs:// and https:// = TLS (port 443 by default), grpc://
+ * and http:// = plaintext; the scheme decides over insecure. Two sources
+ * that disagree are logged (log_warn) with both sources; the first wins.
  *
  * Ownership: every string in struct config is owned by the config and freed
  * by conf_free(). Strings are never NULL: unset strings are "". */
