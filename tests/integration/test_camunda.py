@@ -109,6 +109,7 @@ def test_five_restarts_one_token_request(agent, gateway, token_server, publish):
         publish("m2z/site/r%d/event" % i, {"i": i})
         wait_requests(gateway, i + 1)
         a.stop()
+    print("5 agent starts, 5 events delivered: %d token request(s)" % len(util.token_requests(token_server)))
     assert util.token_fetches(token_server) == 1
     assert len(util.token_requests(token_server)) == 1
     (path,) = cache_files(a)
@@ -164,6 +165,8 @@ def test_check_connection_explains_401_at_once(tmp_path, agent, gateway, token_s
     elapsed = time.monotonic() - t0
     out, err = r.stdout.decode(), r.stderr.decode()
     assert r.returncode == 1, out + err
+    print("--check-connection answered a 401 in %.2f s after %d token request(s)"
+          % (elapsed, len(util.token_requests(token_server))))
     assert elapsed < 5, elapsed            # not the 10 s request timeout
     assert len(util.token_requests(token_server)) == 1
     want = ("rejected client id '%s' (from %s:6 (CAMUNDA_CLIENT_ID)) for audience '%s' (from %s:4 "
