@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "credentials.h"
 #include "err.h"
 #include "ingest.h"
 #include "log.h"
@@ -55,9 +56,11 @@ int open_storage(const struct config *cfg, deadletter_line_fn on_line, void *arg
 	return M2Z_OK;
 }
 
-int open_clients(const struct config *c, struct oauth **oauth, struct zeebe **zeebe)
+int open_clients(const struct config *c, bool fresh_token, struct oauth **oauth,
+		 struct zeebe **zeebe)
 {
-	char err[512];
+	char err[512], *basic = NULL;
+	int rc;
 
 	*oauth = NULL;
 	if (c->oauth.enabled) {
@@ -67,6 +70,8 @@ int open_clients(const struct config *c, struct oauth **oauth, struct zeebe **ze
 			.scope = c->oauth.scope, .ca_file = c->oauth.ca_certificate,
 			.timeout_ms = c->oauth.request_timeout_ms,
 			.refresh_ahead_ms = c->oauth.refresh_ahead_ms, .user_agent = M2Z_USER_AGENT,
+			.cache_dir = c->oauth.token_cache_dir, .skip_cache_read = fresh_token,
+			.client_id_from = c->oauth.client_id_from, .audience_from = c->oauth.audience_from,
 		};
 		if (oauth_new(&oo, oauth) != M2Z_OK)
 			return M2Z_ERR_AUTH;
@@ -78,12 +83,22 @@ int open_clients(const struct config *c, struct oauth **oauth, struct zeebe **ze
 		.max_message_size = c->zeebe.max_message_size, .user_agent = M2Z_USER_AGENT,
 		.oauth = *oauth,
 	};
-	if (zeebe_new(&zo, zeebe, err, sizeof(err)) != M2Z_OK) {
-		log_err("cannot create the gateway client: %s", err);
+	if (c->zeebe.auth == CONF_AUTH_BASIC &&
+	    !(zo.basic_auth = basic = credentials_basic_header(c->zeebe.username, c->zeebe.password)))
+		rc = M2Z_ERR_NOMEM;
+	else
+		rc = zeebe_new(&zo, zeebe, err, sizeof(err));
+	if (basic) {
+		explicit_bzero(basic, strlen(basic));
+		free(basic);
+	}
+	if (rc != M2Z_OK) {
+		if (rc != M2Z_ERR_NOMEM)
+			log_err("cannot create the gateway client: %s", err);
 		if (*oauth)
 			oauth_free(*oauth);
 		*oauth = NULL;
-		return M2Z_ERR_NET;
+		return rc == M2Z_ERR_NOMEM ? rc : M2Z_ERR_NET;
 	}
 	return M2Z_OK;
 }
@@ -134,17 +149,21 @@ int cmd_check_connection(const struct config *cfg)
 {
 	struct oauth *oauth;
 	struct zeebe *zeebe;
-	char summary[512];
+	char summary[512], why[1600];
 	int code, rc = 0;
 
-	if (open_clients(cfg, &oauth, &zeebe) != M2Z_OK)
+	/* A fresh token: the point is to prove the credentials. */
+	if (open_clients(cfg, true, &oauth, &zeebe) != M2Z_OK)
 		return 1;
 	if (oauth) {
-		if (oauth_wait(oauth, cfg->oauth.request_timeout_ms + 1000)) {
+		/* Stops at the first 400/401: retrying cannot fix credentials. */
+		if (oauth_wait_verdict(oauth, cfg->oauth.request_timeout_ms + 1000, why, sizeof(why)) == M2Z_OK) {
 			printf("token: ok (%s)\n", cfg->oauth.url);
 		} else {
-			printf("token: FAILED from %s (see the log above)\n", cfg->oauth.url);
-			rc = 1;
+			printf("token: FAILED from %s: %s\n", cfg->oauth.url, why);
+			zeebe_free(zeebe);
+			oauth_free(oauth);
+			return 1;
 		}
 	}
 	code = zeebe_topology(zeebe, cfg->zeebe.request_timeout_ms, summary, sizeof(summary));

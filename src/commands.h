@@ -5,6 +5,7 @@
 #ifndef M2Z_COMMANDS_H
 #define M2Z_COMMANDS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "deadletter.h"
@@ -22,9 +23,11 @@ struct zeebe;
 int open_storage(const struct config *cfg, deadletter_line_fn on_line, void *arg,
 		 struct spool **spool, struct deadletter **dead);
 
-/* Create the token cache (when [oauth] is set; else *oauth = NULL) and the
- * gateway channel. On failure nothing stays open. */
-int open_clients(const struct config *cfg, struct oauth **oauth, struct zeebe **zeebe);
+/* Create the token client (when [oauth] is set; else *oauth = NULL) and the
+ * gateway channel. FRESH_TOKEN: do not reuse a token cached on disk (the new
+ * one is still stored). On failure nothing stays open. */
+int open_clients(const struct config *cfg, bool fresh_token, struct oauth **oauth,
+		 struct zeebe **zeebe);
 
 /* Print the PublishMessage TOPIC + PAYLOAD would become, as JSON. */
 int cmd_dry_run(const struct config *cfg, const struct routes *rt, const char *topic,

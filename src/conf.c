@@ -4,6 +4,7 @@
 #define LOG_MODULE "conf"
 #include "conf.h"
 
+#include "credentials.h"
 #include "err.h"
 #include "log.h"
 
@@ -21,6 +22,7 @@
 #define ZEEBE_DEFAULT_PORT "26500"
 #define MAX_FILE_BYTES (1 << 20)
 #define ROUTE_NAME_MAX 64
+#define NO_PREFIX (-1)
 /* Handed to inih in place of a value too long for its line buffer; the
  * handler swaps the real value back in (see conf_reader). */
 #define LONG_VALUE_MARK "\x1e"
@@ -60,6 +62,11 @@ static const char *const sync_names[] = { "none", "group", "always", NULL };
 static const char *const full_names[] = { "block", "drop_oldest", "reject_newest", NULL };
 static const char *const level_names[] = { "error", "warn", "info", "debug", NULL };
 static const char *const vars_names[] = { "payload", "none", NULL };
+static const char *const auth_names[] = { "auto", "oauth", "basic", "none", NULL };
+
+/* Precedence inside the environment (and inside a credentials file): the
+ * first name that is set wins. ZEEBE_HOST/ZEEBE_PORT form one address. */
+#define ADDRESS_ENV "CAMUNDA_GRPC_ADDRESS ZEEBE_GRPC_ADDRESS ZEEBE_HOST ZEEBE_PORT ZEEBE_ADDRESS"
 
 #define C(f) offsetof(struct config, f)
 #define R(f) offsetof(struct conf_route, f)
@@ -69,38 +76,54 @@ static const char *const vars_names[] = { "payload", "none", NULL };
 
 static const struct opt opts[] = {
 	{ "zeebe", "address", T_STR, C(zeebe.address), -1, ZEEBE_DEFAULT_HOST ":" ZEEBE_DEFAULT_PORT, NOLIM, NULL,
-	  "ZEEBE_ADDRESS", F_ENV_OWN, "gateway host:port (ZEEBE_HOST/ZEEBE_PORT win over ZEEBE_ADDRESS)" },
+	  ADDRESS_ENV, F_ENV_OWN, "gateway host:port, or a URL: grpcs:// or https:// = TLS (default port 443), "
+	  "grpc:// or http:// = plaintext (ZEEBE_HOST/ZEEBE_PORT win over ZEEBE_ADDRESS)" },
+	{ "zeebe", "credentials_file", T_STR, C(zeebe.credentials_file), -1, NULL, NOLIM, NULL,
+	  "M2Z_CREDENTIALS_FILE", F_ENV_OWN, "Camunda console credentials file (export NAME='value' lines), "
+	  "read like the environment; the environment wins over it" },
 	{ "zeebe", "insecure", T_BOOL, C(zeebe.insecure), -1, "false", NOLIM, NULL,
 	  "ZEEBE_INSECURE_CONNECTION", F_ENV_OWN, "plaintext gRPC instead of TLS (env: only the exact value \"true\" turns it on)" },
 	{ "zeebe", "ca_certificate", T_STR, C(zeebe.ca_certificate), -1, NULL, NOLIM, NULL,
-	  "ZEEBE_CA_CERTIFICATE_PATH", 0, "PEM file of trusted roots for the gateway; empty = system roots" },
+	  "CAMUNDA_CA_CERTIFICATE_PATH ZEEBE_CA_CERTIFICATE_PATH", 0, "PEM file of trusted roots for the gateway; empty = system roots" },
 	{ "zeebe", "override_authority", T_STR, C(zeebe.override_authority), -1, NULL, NOLIM, NULL,
-	  "ZEEBE_OVERRIDE_AUTHORITY", 0, "TLS server name to verify instead of the address host" },
+	  "CAMUNDA_OVERRIDE_AUTHORITY ZEEBE_OVERRIDE_AUTHORITY", 0, "TLS server name to verify instead of the address host" },
 	{ "zeebe", "request_timeout", T_DUR, C(zeebe.request_timeout_ms), -1, "10s", 100, MS_DAY, NULL,
 	  NULL, 0, "deadline of one PublishMessage call" },
 	{ "zeebe", "keepalive", T_DUR, C(zeebe.keepalive_ms), -1, "45s", 30000, MS_DAY, NULL,
-	  "ZEEBE_KEEP_ALIVE", 0, "gRPC keepalive ping interval; the gateway refuses pings under 30s (env value in ms)" },
+	  "CAMUNDA_KEEP_ALIVE ZEEBE_KEEP_ALIVE", 0, "gRPC keepalive ping interval; the gateway refuses pings under 30s (env value in ms)" },
 	{ "zeebe", "max_message_size", T_SIZET, C(zeebe.max_message_size), -1, "4MiB", 1024, 1LL << 30, NULL,
 	  NULL, 0, "largest PublishMessage request; bigger events are dead letters" },
 	{ "zeebe", "max_in_flight", T_INT, C(zeebe.max_in_flight), -1, "64", 1, 10000, NULL,
 	  NULL, 0, "calls in flight on the channel" },
+	{ "zeebe", "auth", T_ENUM, C(zeebe.auth), -1, "auto", NOLIM, auth_names,
+	  "CAMUNDA_AUTH_STRATEGY", 0, "auto: oauth when a client id/secret is set, else basic when a "
+	  "username is set, else none (env value in any case: OAUTH, BASIC, NONE)" },
+	{ "zeebe", "username", T_STR, C(zeebe.username), -1, NULL, NOLIM, NULL,
+	  "CAMUNDA_BASIC_AUTH_USERNAME", 0, "basic authentication user (self-managed 8.8+)" },
+	{ "zeebe", "password", T_STR, C(zeebe.password), -1, NULL, NOLIM, NULL,
+	  "CAMUNDA_BASIC_AUTH_PASSWORD", F_SECRET, "basic authentication password (prefer the environment)" },
 
 	{ "oauth", "client_id", T_STR, C(oauth.client_id), -1, NULL, NOLIM, NULL,
-	  "ZEEBE_CLIENT_ID", 0, "OAuth client id; OAuth is on when client_id or client_secret is set" },
+	  "CAMUNDA_CLIENT_ID ZEEBE_CLIENT_ID", 0, "OAuth client id; with auth = auto, OAuth is on when client_id or client_secret is set" },
 	{ "oauth", "client_secret", T_STR, C(oauth.client_secret), -1, NULL, NOLIM, NULL,
-	  "ZEEBE_CLIENT_SECRET", F_SECRET, "OAuth client secret (prefer the environment)" },
+	  "CAMUNDA_CLIENT_SECRET ZEEBE_CLIENT_SECRET", F_SECRET, "OAuth client secret (prefer the environment)" },
 	{ "oauth", "url", T_STR, C(oauth.url), -1, "https://login.cloud.camunda.io/oauth/token", NOLIM, NULL,
-	  "ZEEBE_AUTHORIZATION_SERVER_URL", 0, "token endpoint (client-credentials grant)" },
+	  "CAMUNDA_AUTHORIZATION_SERVER_URL CAMUNDA_OAUTH_URL ZEEBE_AUTHORIZATION_SERVER_URL", 0, "token endpoint (client-credentials grant)" },
 	{ "oauth", "audience", T_STR, C(oauth.audience), -1, NULL, NOLIM, NULL,
-	  "ZEEBE_TOKEN_AUDIENCE", 0, "token audience; empty = the zeebe address without its :port" },
+	  "CAMUNDA_TOKEN_AUDIENCE ZEEBE_TOKEN_AUDIENCE", 0, "token audience; empty = the zeebe address without its :port" },
 	{ "oauth", "scope", T_STR, C(oauth.scope), -1, NULL, NOLIM, NULL,
-	  "ZEEBE_TOKEN_SCOPE", 0, "token scope; sent only when set" },
+	  "CAMUNDA_TOKEN_SCOPE ZEEBE_TOKEN_SCOPE", 0, "token scope; sent only when set" },
 	{ "oauth", "ca_certificate", T_STR, C(oauth.ca_certificate), -1, NULL, NOLIM, NULL,
-	  NULL, 0, "PEM roots for the token endpoint; empty = ZEEBE_CA_CERTIFICATE_PATH if set, else system roots" },
+	  NULL, 0, "PEM roots for the token endpoint; empty = the gateway's CA when it comes from the environment "
+	  "or the credentials file, else system roots" },
 	{ "oauth", "request_timeout", T_DUR, C(oauth.request_timeout_ms), -1, "10s", 100, 600000, NULL,
 	  "ZEEBE_AUTH_REQUEST_TIMEOUT", 0, "deadline of one token request (env value in ms)" },
 	{ "oauth", "refresh_ahead", T_DUR, C(oauth.refresh_ahead_ms), -1, "30s", 10000, MS_DAY, NULL,
 	  NULL, 0, "fetch a new token this long before the old one expires" },
+	{ "oauth", "token_cache", T_BOOL, C(oauth.token_cache), -1, "true", NOLIM, NULL,
+	  NULL, 0, "keep the token on disk (0600) and reuse it across restarts" },
+	{ "oauth", "token_cache_dir", T_STR, C(oauth.token_cache_dir), -1, NULL, NOLIM, NULL,
+	  NULL, 0, "directory of the token cache; empty = the spool directory" },
 
 	{ "mqtt", "host", T_STR, C(mqtt.host), -1, "localhost", NOLIM, NULL,
 	  NULL, 0, "broker host" },
@@ -491,12 +514,15 @@ struct parse_ctx {
 	int seen[N_OPTS];           /* line where a global key was set; 0 = not */
 	int (*route_seen)[N_ROUTE_OPTS];
 	char *long_value;           /* the real value of an over-long line */
+	struct credentials creds;   /* [zeebe] credentials_file, when set */
+	char from[N_OPTS][CONF_FROM_MAX]; /* where an env/credentials value came from */
 	bool long_pending;
 };
 
 static void fail(struct parse_ctx *c, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Record the first error only: later ones are usually fallout. */
+/* Record the first error only: later ones are usually fallout. LINE 0 =
+ * "NAME: ", NO_PREFIX = the message is already located (credentials file). */
 static void fail(struct parse_ctx *c, int line, const char *fmt, ...)
 {
 	va_list ap;
@@ -508,7 +534,7 @@ static void fail(struct parse_ctx *c, int line, const char *fmt, ...)
 	if (!c->err || !c->errlen)
 		return;
 	n = line > 0 ? snprintf(c->err, c->errlen, "%s:%d: ", c->name, line)
-		     : snprintf(c->err, c->errlen, "%s: ", c->name);
+		     : line == NO_PREFIX ? 0 : snprintf(c->err, c->errlen, "%s: ", c->name);
 	if (n < 0 || (size_t)n >= c->errlen)
 		return;
 	va_start(ap, fmt);
@@ -875,6 +901,10 @@ static int conf_handler(void *user, const char *section, const char *name, const
 
 /* ---- environment overrides ----------------------------------------------------- */
 
+/* Environment variables, and the same names in [zeebe] credentials_file,
+ * override the INI file. Inside each, the first name of an option's env
+ * list that is set wins; the environment wins over the credentials file. */
+
 static const char *env(const char *name)
 {
 	const char *v = getenv(name);
@@ -897,46 +927,206 @@ static bool port_ok(const char *p)
 	return *p && parse_u64(p, &v) == strlen(p) && v >= 1 && v <= 65535;
 }
 
-/* ZEEBE_HOST/ZEEBE_PORT win over ZEEBE_ADDRESS; a missing half defaults to
- * 127.0.0.1 / 26500 (the Go client's rule). */
-static void env_address(struct parse_ctx *c)
+static void fail_hit(struct parse_ctx *c, const struct cred_hit *h, const char *what, const char *msg)
 {
-	const char *host = env("ZEEBE_HOST"), *port = env("ZEEBE_PORT"), *addr = env("ZEEBE_ADDRESS");
-	char buf[1024];
+	if (h->line > 0)
+		fail(c, NO_PREFIX, "%s:%d: %s%s: %s", c->creds.path, h->line, h->var, what, msg);
+	else
+		fail(c, 0, "environment %s%s: %s", h->var, what, msg);
+}
 
-	if (port && !port_ok(port)) {
-		fail(c, 0, "environment ZEEBE_PORT: expected a port 1..65535, got '%s'", port);
+static const struct credentials *creds(const struct parse_ctx *c)
+{
+	return c->creds.path ? &c->creds : NULL;
+}
+
+static int opt_index(const char *section, const char *key)
+{
+	return (int)(find_opt(opts, N_OPTS, section, key) - opts);
+}
+
+static void load_credentials(struct parse_ctx *c)
+{
+	const char *path = env("M2Z_CREDENTIALS_FILE");
+	int idx = opt_index("zeebe", "credentials_file");
+	char msg[1024];
+	int rc;
+
+	if (path && set_str(&c->cfg->zeebe.credentials_file, path)) {
+		fail(c, 0, "out of memory");
 		return;
 	}
-	if (host || port) {
-		snprintf(buf, sizeof(buf), "%s:%s", host ? host : ZEEBE_DEFAULT_HOST, port ? port : ZEEBE_DEFAULT_PORT);
-		addr = buf;
+	if (path)
+		c->seen[idx] = -1;
+	path = c->cfg->zeebe.credentials_file;
+	if (!path[0])
+		return;
+	rc = credentials_load(path, &c->creds, msg, sizeof(msg));
+	if (rc == M2Z_ERR_IO && c->seen[idx] > 0)
+		fail(c, c->seen[idx], "[zeebe] credentials_file: %s", msg);
+	else if (rc == M2Z_ERR_IO)
+		fail(c, 0, "environment M2Z_CREDENTIALS_FILE: %s", msg);
+	else if (rc)
+		fail(c, NO_PREFIX, "%s", msg);
+}
+
+static bool name_in_list(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; (p = strstr(p, name)); p += n)
+		if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+			return true;
+	return false;
+}
+
+/* A name in the credentials file that we neither use nor know as the
+ * console's informational extra is probably a typo: say so, go on. */
+static void warn_unknown_names(const struct parse_ctx *c)
+{
+	for (size_t i = 0; i < c->creds.n; i++) {
+		const char *name = c->creds.v[i].name;
+		bool known = credentials_informational(name) || strcmp(name, "ZEEBE_INSECURE_CONNECTION") == 0;
+		for (size_t k = 0; k < N_OPTS && !known; k++)
+			known = opts[k].env && name_in_list(opts[k].env, name);
+		if (!known)
+			log_warn("%s:%d: %s is not a setting mqtt2zeebe reads; ignored", c->creds.path,
+				 c->creds.v[i].line, name);
 	}
-	if (addr && set_str(&c->cfg->zeebe.address, addr))
-		fail(c, 0, "out of memory");
-	if ((addr = env("ZEEBE_INSECURE_CONNECTION")))
-		c->cfg->zeebe.insecure = strcmp(addr, "true") == 0;
+}
+
+/* ZEEBE_HOST/ZEEBE_PORT from one source (environment or file) as one
+ * "host:port" hit; a missing half is 127.0.0.1 / 26500 (the Go client). */
+static bool fold_host_port(struct parse_ctx *c, struct cred_hit *h, char *buf, size_t n)
+{
+	const struct cred_entry *eh = NULL, *ep = NULL;
+	const char *host, *port;
+
+	if (h->line > 0) {
+		eh = credentials_get(&c->creds, "ZEEBE_HOST");
+		ep = credentials_get(&c->creds, "ZEEBE_PORT");
+		host = eh && eh->value[0] ? eh->value : NULL;
+		port = ep && ep->value[0] ? ep->value : NULL;
+	} else {
+		host = env("ZEEBE_HOST");
+		port = env("ZEEBE_PORT");
+	}
+	if (port && !port_ok(port)) {
+		if (h->line > 0)
+			fail(c, NO_PREFIX, "%s:%d: ZEEBE_PORT: expected a port 1..65535, got '%s'", c->creds.path,
+				 ep->line, port);
+		else
+			fail(c, 0, "environment ZEEBE_PORT: expected a port 1..65535, got '%s'", port);
+		return false;
+	}
+	snprintf(buf, n, "%s:%s", host ? host : ZEEBE_DEFAULT_HOST, port ? port : ZEEBE_DEFAULT_PORT);
+	h->value = buf;
+	snprintf(h->var, sizeof(h->var), "ZEEBE_HOST/ZEEBE_PORT");
+	if (h->line > 0)
+		snprintf(h->from, sizeof(h->from), "%s:%d (ZEEBE_HOST/ZEEBE_PORT)", c->creds.path, h->line);
+	else
+		snprintf(h->from, sizeof(h->from), "environment ZEEBE_HOST/ZEEBE_PORT");
+	return true;
+}
+
+/* Two sources that both set an option to different values: the first wins
+ * (see the precedence table in the README), but say so - with both sources. */
+static void report_conflicts(const struct opt *o, const struct cred_hit *h, size_t n)
+{
+	for (size_t i = 1; i < n; i++) {
+		char a[300], b[300];
+		int ta = -1, tb = -1;
+		bool same;
+		if (o->off == C(zeebe.address)) {
+			char why[256];
+			same = credentials_parse_address(h[0].value, a, sizeof(a), &ta, why, sizeof(why)) == 0 &&
+			       credentials_parse_address(h[i].value, b, sizeof(b), &tb, why, sizeof(why)) == 0 &&
+			       strcmp(a, b) == 0 && (ta == tb || ta < 0 || tb < 0);
+		} else {
+			same = strcmp(h[0].value, h[i].value) == 0;
+		}
+		if (same)
+			continue;
+		if (o->flags & F_SECRET)
+			log_warn("[%s] %s: %s and %s differ; using %s", o->section, o->key, h[0].from,
+				 h[i].from, h[0].from);
+		else
+			log_warn("[%s] %s: %s ('%s') and %s ('%s') differ; using %s", o->section, o->key,
+				 h[0].from, h[0].value, h[i].from, h[i].value, h[0].from);
+	}
+}
+
+static void env_address(struct parse_ctx *c)
+{
+	struct cred_hit h[CRED_MAX_HITS];
+	char hostport[2][600];
+	bool folded[2] = { false, false };
+	int idx = opt_index("zeebe", "address"), ins = opt_index("zeebe", "insecure");
+	size_t n = credentials_find(creds(c), ADDRESS_ENV, h, CRED_MAX_HITS), k = 0;
+
+	for (size_t i = 0; i < n && !c->failed; i++) {
+		if (strcmp(h[i].var, "ZEEBE_HOST") == 0 || strcmp(h[i].var, "ZEEBE_PORT") == 0) {
+			int src = h[i].line > 0;
+			if (folded[src] || !fold_host_port(c, &h[i], hostport[src], sizeof(hostport[src])))
+				continue;
+			folded[src] = true;
+		}
+		h[k++] = h[i];
+	}
+	if (c->failed)
+		return;
+	if (k > 0) {
+		if (set_str(&c->cfg->zeebe.address, h[0].value))
+			fail(c, 0, "out of memory");
+		c->seen[idx] = -1;
+		snprintf(c->from[idx], sizeof(c->from[idx]), "%s", h[0].from);
+		report_conflicts(&opts[idx], h, k);
+	}
+	if (credentials_find(creds(c), "ZEEBE_INSECURE_CONNECTION", h, 1)) {
+		c->cfg->zeebe.insecure = strcmp(h[0].value, "true") == 0;
+		c->seen[ins] = -1;
+		snprintf(c->from[ins], sizeof(c->from[ins]), "%s", h[0].from);
+	}
 }
 
 static void apply_env(struct parse_ctx *c)
 {
-	char msg[512];
+	struct cred_hit h[CRED_MAX_HITS];
+	char msg[512], what[96], lower[64];
 	const char *v;
+	size_t n;
 
-	env_address(c);
+	load_credentials(c);
+	if (!c->failed)
+		env_address(c);
 	for (size_t i = 0; i < N_OPTS && !c->failed; i++) {
 		const struct opt *o = &opts[i];
-		if (!o->env || (o->flags & F_ENV_OWN) || !(v = env(o->env)))
+		if (!o->env || (o->flags & F_ENV_OWN) || !(n = credentials_find(creds(c), o->env, h, CRED_MAX_HITS)))
 			continue;
-		if (opt_set(c->cfg, o, v, msg, sizeof(msg)))
-			fail(c, 0, "environment %s ([%s] %s): %s", o->env, o->section, o->key, msg);
-		else
-			c->seen[i] = -1; /* set, but not on a line */
+		v = h[0].value;
+		if (o->type == T_ENUM) { /* CAMUNDA_AUTH_STRATEGY=OAUTH */
+			size_t j = 0;
+			for (; v[j] && j + 1 < sizeof(lower); j++)
+				lower[j] = (char)tolower((unsigned char)v[j]);
+			lower[j] = '\0';
+			v = lower;
+		}
+		snprintf(what, sizeof(what), " ([%s] %s)", o->section, o->key);
+		if (opt_set(c->cfg, o, v, msg, sizeof(msg))) {
+			fail_hit(c, &h[0], what, msg);
+			break;
+		}
+		c->seen[i] = -1; /* set, but not on a line of the INI file */
+		snprintf(c->from[i], sizeof(c->from[i]), "%s", h[0].from);
+		report_conflicts(o, h, n);
 	}
 	/* The token endpoint usually sits behind the same private CA. */
-	v = env("ZEEBE_CA_CERTIFICATE_PATH");
-	if (v && !c->cfg->oauth.ca_certificate[0] && set_str(&c->cfg->oauth.ca_certificate, v))
+	v = c->cfg->zeebe.ca_certificate;
+	if (!c->failed && c->seen[opt_index("zeebe", "ca_certificate")] < 0 && !c->cfg->oauth.ca_certificate[0] &&
+	    set_str(&c->cfg->oauth.ca_certificate, v))
 		fail(c, 0, "out of memory");
+	if (!c->failed)
+		warn_unknown_names(c);
 }
 
 /* ---- defaults that depend on other keys, and cross-field checks ---------- */
@@ -968,22 +1158,69 @@ static int address_host(const char *addr, char **out)
 	return M2Z_OK;
 }
 
+/* host:port or a URL; a scheme decides TLS (over `insecure`). */
 static void check_address(struct parse_ctx *c)
 {
-	const char *a = c->cfg->zeebe.address;
-	const char *colon = strrchr(a, ':');
+	int idx = opt_index("zeebe", "address");
+	char hp[1024], why[512];
+	int tls;
 
-	if (!colon || colon == a || !port_ok(colon + 1))
-		fail(c, seen_line(c, "zeebe", "address"),
-		     "[zeebe] address: expected host:port like gateway.local:26500, got '%s'", a);
+	if (credentials_parse_address(c->cfg->zeebe.address, hp, sizeof(hp), &tls, why, sizeof(why))) {
+		if (c->seen[idx] < 0)
+			fail(c, 0, "%s: %s", c->from[idx], why);
+		else
+			fail(c, seen_line(c, "zeebe", "address"), "[zeebe] address: %s", why);
+		return;
+	}
+	if (set_str(&c->cfg->zeebe.address, hp))
+		fail(c, 0, "out of memory");
+	if (tls >= 0 && is_set(c, "zeebe", "insecure") && c->cfg->zeebe.insecure != !tls)
+		log_warn("[zeebe] insecure = %s is overridden by the address scheme (%s)",
+			 c->cfg->zeebe.insecure ? "true" : "false", tls ? "TLS" : "plaintext");
+	if (tls >= 0)
+		c->cfg->zeebe.insecure = !tls;
+}
+
+/* "environment CAMUNDA_CLIENT_ID", "FILE:LINE (NAME)", "INI:LINE ([oauth] key)" */
+static void source_of(const struct parse_ctx *c, const char *section, const char *key, char *out, size_t n)
+{
+	int idx = opt_index(section, key);
+
+	if (c->seen[idx] < 0)
+		snprintf(out, n, "%s", c->from[idx]);
+	else if (c->seen[idx] > 0)
+		snprintf(out, n, "%s:%d ([%s] %s)", c->name, c->seen[idx], section, key);
+	else
+		snprintf(out, n, "the built-in default");
+}
+
+static void derive_auth(struct parse_ctx *c)
+{
+	struct conf_zeebe *z = &c->cfg->zeebe;
+	bool client = c->cfg->oauth.client_id[0] || c->cfg->oauth.client_secret[0];
+
+	if (z->auth == CONF_AUTH_AUTO)
+		z->auth = client ? CONF_AUTH_OAUTH : z->username[0] ? CONF_AUTH_BASIC : CONF_AUTH_NONE;
+	if (z->auth == CONF_AUTH_OAUTH && !client)
+		fail(c, seen_line(c, "zeebe", "auth"), "[zeebe] auth = oauth needs [oauth] client_id and "
+		     "client_secret (env CAMUNDA_CLIENT_ID, CAMUNDA_CLIENT_SECRET)");
+	else if (z->auth == CONF_AUTH_BASIC && (!z->username[0] || !z->password[0]))
+		fail(c, seen_line(c, "zeebe", "auth"), "[zeebe] auth = basic needs username and password "
+		     "(env CAMUNDA_BASIC_AUTH_USERNAME, CAMUNDA_BASIC_AUTH_PASSWORD)");
+	else if (z->auth == CONF_AUTH_BASIC && strchr(z->username, ':'))
+		fail(c, seen_line(c, "zeebe", "username"), "[zeebe] username: expected a name without ':'");
+	else if (z->auth != CONF_AUTH_OAUTH && client)
+		log_warn("[zeebe] auth = %s: the OAuth client id and secret are not used", auth_names[z->auth]);
+	if (!c->failed && z->auth == CONF_AUTH_BASIC && z->insecure)
+		log_warn("[zeebe] basic authentication over plaintext: the password travels in clear");
 }
 
 static void derive_oauth(struct parse_ctx *c)
 {
 	struct conf_oauth *o = &c->cfg->oauth;
 
-	o->enabled = o->client_id[0] || o->client_secret[0];
-	if (!o->enabled)
+	o->enabled = c->cfg->zeebe.auth == CONF_AUTH_OAUTH;
+	if (!o->enabled || c->failed)
 		return;
 	if (!o->client_id[0])
 		fail(c, seen_line(c, "oauth", "client_secret"),
@@ -996,7 +1233,18 @@ static void derive_oauth(struct parse_ctx *c)
 		     "[oauth] url (env ZEEBE_AUTHORIZATION_SERVER_URL) must not be empty when OAuth is on");
 	else if (strncmp(o->url, "https://", 8) != 0 && strncmp(o->url, "http://", 7) != 0)
 		fail(c, seen_line(c, "oauth", "url"), "[oauth] url: expected an https:// URL, got '%s'", o->url);
-	if (!c->failed && !o->audience[0] && address_host(c->cfg->zeebe.address, &o->audience))
+	source_of(c, "oauth", "client_id", o->client_id_from, sizeof(o->client_id_from));
+	source_of(c, "oauth", "audience", o->audience_from, sizeof(o->audience_from));
+	if (!c->failed && !o->audience[0]) {
+		char addr[CONF_FROM_MAX - 64];
+		source_of(c, "zeebe", "address", addr, sizeof(addr));
+		snprintf(o->audience_from, sizeof(o->audience_from), "the gateway address without its port, from %s",
+			 addr);
+		if (address_host(c->cfg->zeebe.address, &o->audience))
+			fail(c, 0, "out of memory");
+	}
+	if (!c->failed && set_str(&o->token_cache_dir, !o->token_cache ? ""
+				  : o->token_cache_dir[0] ? o->token_cache_dir : c->cfg->spool.directory))
 		fail(c, 0, "out of memory");
 }
 
@@ -1055,6 +1303,8 @@ static void check_all(struct parse_ctx *c)
 
 	check_address(c);
 	if (!c->failed)
+		derive_auth(c);
+	if (!c->failed)
 		derive_oauth(c);
 	if (!c->failed)
 		derive_mqtt(c);
@@ -1111,6 +1361,7 @@ int conf_load_string(const char *name, const char *text, struct config **out, ch
 out:
 	free(c.long_value);
 	free(c.route_seen);
+	credentials_free(&c.creds);
 	if (c.failed) {
 		conf_free(c.cfg);
 		return M2Z_ERR_CONFIG;
@@ -1223,9 +1474,15 @@ static void print_ref_table(FILE *f, const struct opt *table, size_t count, cons
 	fprintf(f, "| key | type | default | range | env | meaning |\n|---|---|---|---|---|---|\n");
 	for (size_t i = 0; i < count; i++) {
 		const struct opt *o = &table[i];
-		char lo[32] = "", hi[32] = "";
+		char lo[32] = "", hi[32] = "", envs[200] = "";
 		if (strcmp(o->section, section) != 0)
 			continue;
+		/* "A B" -> "`A`, `B`" */
+		for (const char *p = o->env; p && *p;) {
+			size_t n = strcspn(p, " "), l = strlen(envs);
+			snprintf(envs + l, sizeof(envs) - l, "%s`%.*s`", l ? ", " : "", (int)n, p);
+			p += n + (p[n] == ' ');
+		}
 		if (o->type == T_INT) {
 			snprintf(lo, sizeof(lo), "%" PRId64 "..", o->min);
 			snprintf(hi, sizeof(hi), "%" PRId64, o->max);
@@ -1242,10 +1499,9 @@ static void print_ref_table(FILE *f, const struct opt *table, size_t count, cons
 			if (o->max != INT64_MAX)
 				fmt_size((uint64_t)o->max, hi, sizeof(hi));
 		}
-		fprintf(f, "| `%s` | %s | %s%s%s | %s%s | %s%s%s | %s%s |\n", o->key, type_names[o->type],
+		fprintf(f, "| `%s` | %s | %s%s%s | %s%s | %s | %s%s |\n", o->key, type_names[o->type],
 			o->dflt && *o->dflt ? "`" : "", o->dflt && *o->dflt ? o->dflt : "(empty)",
-			o->dflt && *o->dflt ? "`" : "", lo, hi, o->env ? "`" : "", o->env ? o->env : "",
-			o->env ? "`" : "", o->flags & F_REQUIRED ? "**required.** " : "", o->help);
+			o->dflt && *o->dflt ? "`" : "", lo, hi, envs, o->flags & F_REQUIRED ? "**required.** " : "", o->help);
 	}
 }
 

@@ -19,13 +19,16 @@
  * lines are not supported (an indented line is an ordinary line); ';' after
  * a blank starts an inline comment.
  *
- * Environment (empty value = unset) overrides the file: ZEEBE_ADDRESS,
- * ZEEBE_HOST/ZEEBE_PORT (win over ZEEBE_ADDRESS; a missing half is 127.0.0.1
- * or 26500), ZEEBE_INSECURE_CONNECTION (exactly "true" = plaintext, any other
- * value = TLS), ZEEBE_CA_CERTIFICATE_PATH, ZEEBE_OVERRIDE_AUTHORITY,
- * ZEEBE_KEEP_ALIVE (ms), ZEEBE_CLIENT_ID, ZEEBE_CLIENT_SECRET,
- * ZEEBE_AUTHORIZATION_SERVER_URL, ZEEBE_TOKEN_AUDIENCE, ZEEBE_TOKEN_SCOPE,
- * ZEEBE_AUTH_REQUEST_TIMEOUT (ms), M2Z_MQTT_PASSWORD, M2Z_LOG_LEVEL.
+ * Environment (empty value = unset) overrides the file; the same names in
+ * [zeebe] credentials_file (the Camunda console's shell file, credentials.h)
+ * come between the two. Each option's env column in the table lists its
+ * names, strongest first: the Java 8.8 CAMUNDA_* names, the console/JS names
+ * (ZEEBE_GRPC_ADDRESS, CAMUNDA_OAUTH_URL) and the older ZEEBE_* names.
+ * ZEEBE_HOST/ZEEBE_PORT form one address (a missing half is 127.0.0.1 or
+ * 26500); ZEEBE_INSECURE_CONNECTION: exactly "true" = plaintext. An address
+ * may be a URL: grpcs:// and https:// = TLS (port 443 by default), grpc://
+ * and http:// = plaintext; the scheme decides over insecure. Two sources
+ * that disagree are logged (log_warn) with both sources; the first wins.
  *
  * Ownership: every string in struct config is owned by the config and freed
  * by conf_free(). Strings are never NULL: unset strings are "". */
@@ -44,8 +47,19 @@ enum spool_sync { SPOOL_SYNC_NONE = 0, SPOOL_SYNC_GROUP, SPOOL_SYNC_ALWAYS };
 enum spool_full { SPOOL_FULL_BLOCK = 0, SPOOL_FULL_DROP_OLDEST, SPOOL_FULL_REJECT_NEWEST };
 enum var_mode { VARS_PAYLOAD = 0, VARS_NONE };
 
+enum conf_auth { CONF_AUTH_AUTO = 0, CONF_AUTH_OAUTH, CONF_AUTH_BASIC, CONF_AUTH_NONE };
+
+#define CONF_FROM_MAX 320
+
 struct conf_zeebe {
-	char *address;          /* host:port; env ZEEBE_ADDRESS (ZEEBE_HOST/ZEEBE_PORT win) */
+	char *address;          /* host:port after loading (a grpcs://, grpc://, https:// or http://
+				   URL is turned into host:port and sets insecure); env
+				   CAMUNDA_GRPC_ADDRESS, ZEEBE_GRPC_ADDRESS, ZEEBE_HOST/ZEEBE_PORT,
+				   ZEEBE_ADDRESS, in that order */
+	char *credentials_file; /* console credentials file, "" = none; env M2Z_CREDENTIALS_FILE */
+	int auth;               /* enum conf_auth; never AUTO after loading */
+	char *username;         /* basic auth; env CAMUNDA_BASIC_AUTH_USERNAME */
+	char *password;         /* basic auth; env CAMUNDA_BASIC_AUTH_PASSWORD; never logged */
 	bool insecure;          /* plaintext; env ZEEBE_INSECURE_CONNECTION (only "true" = on) */
 	char *ca_certificate;   /* PEM file; "" = system roots; env ZEEBE_CA_CERTIFICATE_PATH */
 	char *override_authority; /* TLS name to verify; env ZEEBE_OVERRIDE_AUTHORITY */
@@ -67,6 +81,13 @@ struct conf_oauth {
 				   (falls back to ZEEBE_CA_CERTIFICATE_PATH when that is set) */
 	int64_t request_timeout_ms; /* default 10s; env ZEEBE_AUTH_REQUEST_TIMEOUT (ms) */
 	int64_t refresh_ahead_ms;   /* refresh this long before expiry, default 30s, min 10s */
+	bool token_cache;           /* keep the token on disk, default true */
+	char *token_cache_dir;      /* after loading: "" = off, else the directory (default: spool) */
+	/* Where client_id and audience came from, for explanations: "environment
+	 * CAMUNDA_CLIENT_ID", "FILE:LINE (ZEEBE_CLIENT_ID)", "FILE:LINE ([oauth]
+	 * client_id)" or "default (...)". */
+	char client_id_from[CONF_FROM_MAX];
+	char audience_from[CONF_FROM_MAX];
 };
 
 struct conf_mqtt {

@@ -22,23 +22,6 @@
 /* URL                                                                      */
 /* ======================================================================== */
 
-static int parse_port(const char *s, size_t n, uint16_t *port)
-{
-	unsigned long v = 0;
-
-	if (n == 0 || n > 5)
-		return M2Z_ERR_PARSE;
-	for (size_t i = 0; i < n; i++) {
-		if (!isdigit((unsigned char)s[i]))
-			return M2Z_ERR_PARSE;
-		v = v * 10 + (unsigned long)(s[i] - '0');
-	}
-	if (v == 0 || v > 65535)
-		return M2Z_ERR_PARSE;
-	*port = (uint16_t)v;
-	return 0;
-}
-
 /* Authority "host[:port]" or "[v6][:port]" of length N into OUT. */
 static int parse_authority(const char *a, size_t n, struct https_url *out)
 {

@@ -186,7 +186,7 @@ static int start(struct agent *ag)
 	int rc = open_storage(ag->cfg, republish_dead, ag, &ag->spool, &ag->dead);
 
 	if (rc == M2Z_OK)
-		rc = open_clients(ag->cfg, &ag->oauth, &ag->zeebe);
+		rc = open_clients(ag->cfg, false, &ag->oauth, &ag->zeebe);
 	if (rc == M2Z_OK)
 		rc = start_pipeline(ag);
 	return rc;
@@ -251,9 +251,10 @@ static void usage(FILE *f)
 		"       mqtt2zeebe --replay-dead-letters FILE -c FILE\n"
 		"                                                 re-spool dead letters (agent stopped)\n"
 		"       mqtt2zeebe --version | --help\n"
-		"Environment (wins over the file): ZEEBE_ADDRESS ZEEBE_CLIENT_ID ZEEBE_CLIENT_SECRET\n"
-		"  ZEEBE_AUTHORIZATION_SERVER_URL ZEEBE_TOKEN_AUDIENCE ZEEBE_TOKEN_SCOPE\n"
-		"  ZEEBE_CA_CERTIFICATE_PATH ZEEBE_INSECURE_CONNECTION\n"
+		"Environment (wins over the file): Camunda's client names, e.g. CAMUNDA_GRPC_ADDRESS\n"
+		"  CAMUNDA_CLIENT_ID CAMUNDA_CLIENT_SECRET CAMUNDA_AUTHORIZATION_SERVER_URL\n"
+		"  CAMUNDA_TOKEN_AUDIENCE, or the older ZEEBE_ADDRESS ZEEBE_CLIENT_ID ...;\n"
+		"  [zeebe] credentials_file reads the console's credentials file as downloaded\n"
 		"Signals: SIGTERM/SIGINT stop (in-flight calls finish), SIGUSR1 logs the counters.\n"
 		"Exit status: 0 ok, 1 runtime failure, 2 bad configuration or usage.\n");
 }

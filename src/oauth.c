@@ -10,6 +10,7 @@
 #include "err.h"
 #include "buf.h"
 #include "https.h"
+#include "token_cache.h"
 #include "util.h"
 
 #include <cJSON.h>
@@ -53,6 +54,15 @@ struct oauth {
 	unsigned fail_streak;
 	int64_t next_try;          /* monotonic ms; backoff after a failure */
 	uint64_t fetches, failures;
+
+	/* token cache on disk; CACHE_PATH NULL = off. Strings immutable. */
+	char *cache_path;
+	char *client_id, *audience, *scope; /* with url: the cache key; "" when unset */
+	char *client_id_from, *audience_from;
+	/* under mu: the endpoint said no (400/401); explained = last logged text */
+	bool rejected;
+	char *explained;
+	char last_err[512];
 };
 
 /* ======================================================================== */
@@ -256,6 +266,44 @@ char *oauth_form_body(const struct oauth_opts *o)
 	return b.p;
 }
 
+static bool token_char(char ch)
+{
+	return isalnum((unsigned char)ch) || strchr("-._~+/=", ch) != NULL;
+}
+
+void oauth_redact(char *s)
+{
+	static const char mark[] = "[redacted]";
+	size_t i = 0;
+
+	while (s[i]) {
+		size_t n = 0;
+		while (s[i + n] && token_char(s[i + n]))
+			n++;
+		if (n >= 24) {
+			memcpy(s + i, mark, sizeof(mark) - 1);
+			memmove(s + i + sizeof(mark) - 1, s + i + n, strlen(s + i + n) + 1);
+			i += sizeof(mark) - 1;
+		} else {
+			i += n ? n : 1;
+		}
+	}
+}
+
+/* What a 400/401 from the endpoint means for this configuration. */
+static void explain_rejection(const struct oauth *oa, int status, const char *err, char *out, size_t n)
+{
+	char said[512];
+
+	snprintf(said, sizeof(said), "%s", err);
+	oauth_redact(said);
+	snprintf(out, n, "the token endpoint %s rejected client id '%s' (from %s) for audience '%s' (from %s): "
+		 "%s. %s", oa->url, oa->client_id, oa->client_id_from ? oa->client_id_from : "the configuration",
+		 oa->audience, oa->audience_from ? oa->audience_from : "the configuration", said,
+		 status == 401 ? "Check the client id and secret (a console credentials file holds both)."
+			       : "Check the audience and scope (and that the client is allowed them).");
+}
+
 /* ======================================================================== */
 /* One fetch (refresher thread, no lock held)                               */
 /* ======================================================================== */
@@ -279,7 +327,7 @@ static int judge_response(const struct https_response *r, struct oauth_token *to
 	return M2Z_ERR_HTTP;
 }
 
-static int fetch_token(struct oauth *oa, struct oauth_token *tok, char *err, size_t errlen)
+static int fetch_token(struct oauth *oa, struct oauth_token *tok, int *status, char *err, size_t errlen)
 {
 	struct https_request req = {
 		.url = oa->url,
@@ -294,6 +342,7 @@ static int fetch_token(struct oauth *oa, struct oauth_token *tok, char *err, siz
 	int rc;
 
 	rc = https_post(oa->http, &req, &resp, err, errlen);
+	*status = rc == 0 ? resp.status : 0;
 	if (rc == 0)
 		rc = judge_response(&resp, tok, err, errlen);
 	if (resp.body)
@@ -353,19 +402,88 @@ static int64_t backoff_ms(unsigned streak)
 	return BACKOFF_FLOOR_MS + (int64_t)rand_below((uint64_t)(ceil - BACKOFF_FLOOR_MS + 1));
 }
 
+static struct token_cache_key cache_key(const struct oauth *oa)
+{
+	struct token_cache_key k = { oa->url, oa->client_id, oa->audience, oa->scope };
+	return k;
+}
+
+/* Keep the new token on disk for the next start (refresher thread, no lock). */
+static void cache_store(struct oauth *oa, const struct oauth_token *tok, int64_t wall_started)
+{
+	struct token_cache_entry e = {
+		.token_type = tok->token_type, .access_token = tok->access_token,
+		.expires_at_ms = tok->expires_in_s < 0 ? TOKEN_CACHE_NEVER
+			       : wall_started + tok->expires_in_s * 1000,
+	};
+	struct token_cache_key key = cache_key(oa);
+	char why[600];
+
+	if (oa->cache_path && token_cache_store(oa->cache_path, &key, &e, why, sizeof(why)))
+		log_warn("token cache not written: %s", why);
+}
+
+/* A token from the cache file, installed as if just fetched (before the
+ * refresher starts, so no lock). */
+static void cache_load(struct oauth *oa)
+{
+	struct token_cache_entry e;
+	struct oauth_token tok = { NULL, NULL, -1 };
+	struct token_cache_key key = cache_key(oa);
+	char why[600];
+	int64_t wall = now_ms(), mono = mono_ms();
+	int rc = token_cache_load(oa->cache_path, &key, wall, oa->refresh_ahead_ms, &e, why, sizeof(why));
+
+	if (rc == M2Z_ERR_NOT_FOUND || rc == M2Z_ERR_TIMEOUT) {
+		log_debug("no usable cached token: %s", why);
+		return;
+	}
+	if (rc) {
+		log_warn("ignoring the token cache: %s", why);
+		return;
+	}
+	tok.access_token = e.access_token;
+	tok.token_type = e.token_type;
+	tok.expires_in_s = e.expires_at_ms == TOKEN_CACHE_NEVER ? -1 : (e.expires_at_ms - wall) / 1000;
+	if (install_token(oa, &tok, mono) == 0)
+		log_info("token from the cache %s: generation %llu, expires in %lld s", oa->cache_path,
+			 (unsigned long long)oa->gen, (long long)tok.expires_in_s);
+	oa->fetches--; /* not a request to the endpoint */
+	token_cache_entry_clear(&e);
+}
+
 /* Fetch once and record the outcome. Called with mu held; drops it around
  * the network call. */
 static void fetch_and_apply(struct oauth *oa)
 {
 	struct oauth_token tok = { NULL, NULL, -1 };
-	char err[512] = "";
-	int64_t started = mono_ms();
-	int rc;
+	char err[512] = "", why[1400];
+	int64_t started = mono_ms(), wall = now_ms();
+	bool drop = oa->fetch_now && oa->cache_path;
+	int rc, status = 0;
 
 	pthread_mutex_unlock(&oa->mu);
-	rc = fetch_token(oa, &tok, err, sizeof(err));
+	if (drop) /* the gateway rejected the cached token: never reuse it */
+		token_cache_drop(oa->cache_path);
+	rc = fetch_token(oa, &tok, &status, err, sizeof(err));
+	if (rc == 0)
+		cache_store(oa, &tok, wall);
 	pthread_mutex_lock(&oa->mu);
+	oauth_redact(err); /* an endpoint may echo what it was sent */
+	snprintf(oa->last_err, sizeof(oa->last_err), "%s", rc == 0 ? "" : err);
+	oa->rejected = rc != 0 && (status == 400 || status == 401);
+	if (oa->rejected) {
+		explain_rejection(oa, status, err, why, sizeof(why));
+		if (!oa->explained || strcmp(oa->explained, why) != 0) { /* once per change */
+			log_err("%s", why);
+			free(oa->explained);
+			oa->explained = strdup(why);
+		}
+		pthread_cond_broadcast(&oa->cond);
+	}
 	if (rc == 0 && (rc = install_token(oa, &tok, started)) == 0) {
+		free(oa->explained);
+		oa->explained = NULL;
 		if (tok.expires_in_s < 0)
 			log_info("token from %s: generation %llu, no expiry", oa->url,
 				 (unsigned long long)oa->gen);
@@ -441,6 +559,13 @@ static int dup_opt(const char *s, char **out)
 	return *out ? 0 : M2Z_ERR_NOMEM;
 }
 
+/* Like dup_opt, but "" for NULL: never NULL on success. */
+static int dup_str(const char *s, char **out)
+{
+	*out = strdup(s ? s : "");
+	return *out ? 0 : M2Z_ERR_NOMEM;
+}
+
 static int check_opts(const struct oauth_opts *o, struct https_url *u)
 {
 	if (!o->url || https_url_parse(o->url, u)) {
@@ -482,11 +607,24 @@ static int setup(struct oauth *oa, const struct oauth_opts *o, const struct http
 	rc |= dup_opt(o->url, &oa->url);
 	rc |= dup_opt(o->ca_file, &oa->ca_file);
 	rc |= dup_opt(o->user_agent, &oa->user_agent);
+	rc |= dup_str(o->client_id, &oa->client_id);
+	rc |= dup_str(o->audience, &oa->audience);
+	rc |= dup_str(o->scope, &oa->scope);
+	rc |= dup_opt(o->client_id_from, &oa->client_id_from);
+	rc |= dup_opt(o->audience_from, &oa->audience_from);
 	oa->form = oauth_form_body(o);
 	if (rc || !oa->form)
 		return M2Z_ERR_NOMEM;
 	oa->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
 	oa->refresh_ahead_ms = o->refresh_ahead_ms > 0 ? o->refresh_ahead_ms : 0;
+	if (o->cache_dir && *o->cache_dir) {
+		char path[4096];
+		struct token_cache_key key = cache_key(oa);
+		if (token_cache_path(o->cache_dir, &key, path, sizeof(path)) || !(oa->cache_path = strdup(path)))
+			return M2Z_ERR_NOMEM;
+		if (!o->skip_cache_read)
+			cache_load(oa);
+	}
 	rc = https_client_new(oa->ca_file, &oa->http);
 	if (rc)
 		return rc;
@@ -546,6 +684,13 @@ void oauth_free(struct oauth *oa)
 	free(oa->url);
 	free(oa->ca_file);
 	free(oa->user_agent);
+	free(oa->cache_path);
+	free(oa->client_id);
+	free(oa->audience);
+	free(oa->scope);
+	free(oa->client_id_from);
+	free(oa->audience_from);
+	free(oa->explained);
 	pthread_cond_destroy(&oa->cond);
 	pthread_mutex_destroy(&oa->mu);
 	free(oa);
@@ -597,6 +742,30 @@ bool oauth_wait(struct oauth *oa, int64_t timeout_ms)
 		wait_until(oa, deadline);
 	pthread_mutex_unlock(&oa->mu);
 	return ok;
+}
+
+int oauth_wait_verdict(struct oauth *oa, int64_t timeout_ms, char *why, size_t whylen)
+{
+	int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+	int rc;
+
+	pthread_mutex_lock(&oa->mu);
+	while (!token_valid(oa, mono_ms()) && !oa->rejected && !oa->stop && mono_ms() < deadline)
+		wait_until(oa, deadline);
+	if (token_valid(oa, mono_ms())) {
+		rc = 0;
+		snprintf(why, whylen, "ok");
+	} else if (oa->rejected && oa->explained) {
+		rc = M2Z_ERR_AUTH;
+		snprintf(why, whylen, "%s", oa->explained);
+	} else {
+		rc = M2Z_ERR_TIMEOUT;
+		snprintf(why, whylen, "no token within %lld ms%s%s", (long long)timeout_ms,
+			 oa->last_err[0] ? "; last error: " : "", oa->last_err);
+		oauth_redact(why);
+	}
+	pthread_mutex_unlock(&oa->mu);
+	return rc;
 }
 
 void oauth_get_stats(struct oauth *oa, struct oauth_stats *st)

@@ -26,6 +26,15 @@ struct oauth_opts {
 	int64_t timeout_ms;         /* whole request */
 	int64_t refresh_ahead_ms;   /* >= 10 s */
 	const char *user_agent;     /* "mqtt2zeebe/<version>" */
+	/* Token cache on disk (token_cache.h): directory, NULL or "" = off.
+	 * With skip_cache_read the cached token is not used (a fresh fetch
+	 * proves the credentials: --check-connection) but a new one is stored. */
+	const char *cache_dir;
+	bool skip_cache_read;
+	/* Where client_id and audience came from ("environment CAMUNDA_CLIENT_ID",
+	 * "FILE:LINE ..."), for the explanation of a rejection; may be NULL. */
+	const char *client_id_from;
+	const char *audience_from;
 };
 
 /* Copies OPTS; starts the refresher thread (first fetch right away). */
@@ -46,6 +55,13 @@ void oauth_invalidate(struct oauth *oa, uint64_t gen);
 /* Block up to TIMEOUT_MS for a valid token (start-up and --check only).
  * Returns true when one is cached. */
 bool oauth_wait(struct oauth *oa, int64_t timeout_ms);
+
+/* Like oauth_wait, but stop early when the endpoint rejected the request
+ * (HTTP 400 or 401: retrying will not help). Returns 0 with a token,
+ * M2Z_ERR_AUTH when rejected (WHY explains: which client id and audience,
+ * where each came from, the endpoint's error_description with anything
+ * token-like redacted), M2Z_ERR_TIMEOUT otherwise (WHY has the last error). */
+int oauth_wait_verdict(struct oauth *oa, int64_t timeout_ms, char *why, size_t whylen);
 
 /* Counters for the stats line. */
 struct oauth_stats {
@@ -70,6 +86,11 @@ struct oauth_token {
 int oauth_parse_token(const char *body, size_t len, struct oauth_token *out,
 		      char *err, size_t errlen);
 void oauth_token_clear(struct oauth_token *t);
+
+/* Replace in S, in place, every run of 24 or more token characters
+ * (letters, digits, - . _ ~ + / =) with "[redacted]" when it fits, so an
+ * error text echoed from the endpoint cannot carry a token or secret. */
+void oauth_redact(char *s);
 
 /* Build the form body (application/x-www-form-urlencoded) into a malloc'ed
  * string; caller frees. */

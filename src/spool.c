@@ -29,6 +29,7 @@
 #define LOG_MODULE "spool"
 #include "log.h"
 #include "err.h"
+#include "util.h"
 #include "spool.h"
 
 #include <dirent.h>
@@ -142,22 +143,6 @@ static void deadline_after(struct timespec *ts, int64_t ms)
 		ts->tv_sec++;
 		ts->tv_nsec -= 1000000000L;
 	}
-}
-
-static int write_all(int fd, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	while (n > 0) {
-		ssize_t w = write(fd, b, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		b += w;
-		n -= (size_t)w;
-	}
-	return 0;
 }
 
 static int do_fdatasync(int fd)

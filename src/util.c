@@ -1,5 +1,9 @@
 #include "util.h"
 
+#include "err.h"
+
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,4 +142,37 @@ uint64_t rand_below(uint64_t n)
 	x ^= x >> 7;
 	x ^= x << 17;
 	return x % n;
+}
+
+int parse_port(const char *s, size_t n, uint16_t *port)
+{
+	unsigned long v = 0;
+
+	if (n == 0 || n > 5)
+		return M2Z_ERR_PARSE;
+	for (size_t i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return M2Z_ERR_PARSE;
+		v = v * 10 + (unsigned long)(s[i] - '0');
+	}
+	if (v == 0 || v > 65535)
+		return M2Z_ERR_PARSE;
+	*port = (uint16_t)v;
+	return 0;
+}
+
+int write_all(int fd, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	while (n > 0) {
+		ssize_t w = write(fd, b, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		b += w;
+		n -= (size_t)w;
+	}
+	return 0;
 }

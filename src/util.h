@@ -22,6 +22,13 @@ char *base64_encode(const void *data, size_t len);
 /* Decode standard base64; malloc'ed; NULL on bad input. */
 unsigned char *base64_decode(const char *s, size_t *out_len);
 
+/* A decimal TCP port 1..65535 of exactly N characters into *PORT: 0, or
+ * M2Z_ERR_PARSE. */
+int parse_port(const char *s, size_t n, uint16_t *port);
+
+/* write(2) all N bytes, retrying on EINTR and short writes: 0 or -1 (errno). */
+int write_all(int fd, const void *p, size_t n);
+
 /* Uniform random in [0, n) from a per-thread xorshift generator. */
 uint64_t rand_below(uint64_t n);
 

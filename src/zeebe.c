@@ -51,6 +51,7 @@ struct zeebe {
 	grpc_slice method;
 	int64_t deadline_ms;
 	struct oauth *oauth;
+	char *basic;                /* "Basic <base64>" or NULL; wiped on free */
 
 	pthread_mutex_t lock;       /* guards the fields below */
 	pthread_cond_t idle;        /* signalled when in_flight drops */
@@ -180,6 +181,11 @@ static int attach_token(struct zeebe *zb, struct zcall *c)
 	char value[AUTH_MAX];
 	int rc;
 
+	if (zb->basic) {
+		c->md.key = grpc_slice_from_static_string("authorization");
+		c->md.value = grpc_slice_from_copied_string(zb->basic);
+		return M2Z_OK;
+	}
 	if (!zb->oauth)
 		return M2Z_OK;
 	rc = oauth_header(zb->oauth, value, sizeof(value), &c->token_gen);
@@ -198,8 +204,8 @@ static int start_call(struct zeebe *zb, struct zcall *c)
 
 	memset(ops, 0, sizeof(ops));
 	ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-	ops[0].data.send_initial_metadata.count = zb->oauth ? 1 : 0;
-	ops[0].data.send_initial_metadata.metadata = zb->oauth ? &c->md : NULL;
+	ops[0].data.send_initial_metadata.count = zb->oauth || zb->basic ? 1 : 0;
+	ops[0].data.send_initial_metadata.metadata = zb->oauth || zb->basic ? &c->md : NULL;
 	ops[1].op = GRPC_OP_SEND_MESSAGE;
 	ops[1].data.send_message.send_message = c->request;
 	ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -328,7 +334,7 @@ int zeebe_topology(struct zeebe *zb, int64_t timeout_ms, char *summary, size_t l
 	c.details = grpc_empty_slice();
 	grpc_metadata_array_init(&c.initial);
 	grpc_metadata_array_init(&c.trailing);
-	if (zb->oauth && attach_token(zb, &c) != M2Z_OK) {
+	if (attach_token(zb, &c) != M2Z_OK) {
 		snprintf(summary, len, "no OAuth token");
 		code = ZEEBE_UNAUTHENTICATED;
 		goto out;
@@ -458,6 +464,11 @@ int zeebe_new(const struct zeebe_opts *o, struct zeebe **out, char *err, size_t 
 	zb->oauth = o->oauth;
 	pthread_mutex_init(&zb->lock, NULL);
 	pthread_cond_init(&zb->idle, NULL);
+	if (o->basic_auth && o->basic_auth[0] && !(zb->basic = strdup(o->basic_auth))) {
+		snprintf(err, errlen, "out of memory");
+		zeebe_free(zb);
+		return M2Z_ERR_NOMEM;
+	}
 	if (pthread_create(&zb->thread, NULL, cq_thread, zb) != 0) {
 		snprintf(err, errlen, "cannot start the completion thread");
 		zeebe_free(zb);
@@ -465,8 +476,8 @@ int zeebe_new(const struct zeebe_opts *o, struct zeebe **out, char *err, size_t 
 	}
 	zb->thread_started = true;
 	log_info("gateway %s over %s%s%s", o->address, o->insecure ? "plaintext" : "TLS",
-		 o->oauth ? ", OAuth bearer token" : ", no token",
-		 o->insecure && o->oauth ? " (the token travels in clear)" : "");
+		 o->oauth ? ", OAuth bearer token" : zb->basic ? ", basic authentication" : ", no token",
+		 o->insecure && (o->oauth || zb->basic) ? " (the credentials travel in clear)" : "");
 	*out = zb;
 	return M2Z_OK;
 }
@@ -519,6 +530,10 @@ void zeebe_free(struct zeebe *zb)
 	grpc_channel_destroy(zb->channel);
 	pthread_mutex_destroy(&zb->lock);
 	pthread_cond_destroy(&zb->idle);
+	if (zb->basic) {
+		explicit_bzero(zb->basic, strlen(zb->basic));
+		free(zb->basic);
+	}
 	free(zb);
 	grpc_shutdown();
 }

@@ -51,6 +51,9 @@ struct zeebe_opts {
 	const char *user_agent;     /* "mqtt2zeebe/<version>" */
 	struct oauth *oauth;        /* borrowed, may be NULL (no auth); must
 				       outlive the client */
+	const char *basic_auth;     /* "Basic <base64 user:password>" sent as
+				       authorization when OAUTH is NULL (Camunda
+				       8.8 basic auth); NULL/"" = none; copied */
 };
 
 /* Outcome of one call. Valid only during the callback. */

@@ -311,7 +311,8 @@ def clean_env(extra=None):
     """The test runner's environment minus anything that would configure
     the agent behind the test's back (ZEEBE_*), plus EXTRA."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("ZEEBE_") and k not in ("M2Z_MQTT_PASSWORD", "M2Z_LOG_LEVEL")}
+           if not k.startswith(("ZEEBE_", "CAMUNDA_"))
+           and k not in ("M2Z_MQTT_PASSWORD", "M2Z_LOG_LEVEL", "M2Z_CREDENTIALS_FILE")}
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
     # Same as the Makefile's SANITIZE=1 setting, for pytest run by hand.

@@ -18,6 +18,7 @@ set_unavailable, delay_ms).
 CLI (demo): gateway.py --port N [--tls-cert C --tls-key K] [--proto P]
 """
 import argparse
+import base64
 import importlib.util
 import json
 import os
@@ -71,11 +72,12 @@ def _code(c):
 
 class StandInGateway:
     def __init__(self, port=0, tls=None, proto=None, token_check=None, delay_ms=0,
-                 max_workers=128, multi_tenancy=False, host="localhost"):
+                 max_workers=128, multi_tenancy=False, host="localhost", basic_auth=None):
         self.proto_path = proto or default_proto()
         self.pb = load_proto(self.proto_path)
         self.tls = tls
         self.token_check = token_check
+        self.basic_auth = basic_auth  # (user, password): Camunda 8.8 basic authentication
         self.delay_ms = delay_ms
         self.multi_tenancy = multi_tenancy
         self.host = host
@@ -171,6 +173,8 @@ class StandInGateway:
         return None
 
     def _auth(self, context):
+        if self.basic_auth:
+            return self._basic_auth(context)
         if not self.token_check:
             return None
         md = dict(context.invocation_metadata())
@@ -180,6 +184,17 @@ class StandInGateway:
         if not value.startswith("Bearer ") or not self.token_check(value[len("Bearer "):]):
             return "Failed to parse bearer token, see cause for details"
         return None
+
+    def _basic_auth(self, context):
+        # The messages of the 8.8 gateway's AuthenticationHandler.BasicAuth.
+        value = dict(context.invocation_metadata()).get("authorization") or ""
+        if not value.startswith("Basic "):
+            return "Expected authentication information to start with 'Basic '"
+        try:
+            user, _, password = base64.b64decode(value[len("Basic "):], validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return "Invalid credentials"
+        return None if (user, password) == tuple(self.basic_auth) else "Invalid credentials"
 
     def _enter(self):
         with self._lock:

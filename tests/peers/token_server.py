@@ -11,6 +11,7 @@
                       ("Bearer " prefix accepted) - the gateway peer's check
     ts.fail_next(n, status=500), ts.set_down(True, mode="close"|"503"),
     ts.delay_s = 2.0, ts.revoke_all()
+    ts.reject_description = "..."  error_description of the 401/400 answers
 
 Validation: POST, Content-Type application/x-www-form-urlencoded,
 grant_type=client_credentials, client_id/client_secret (401 invalid_client
@@ -148,10 +149,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if (form.get("client_id") != owner.client_id
                 or form.get("client_secret") != owner.client_secret):
             return self._reply(401, {"error": "invalid_client",
-                                     "error_description": "bad client credentials"})
+                                     "error_description": owner.reject_description
+                                     or "bad client credentials"})
         if owner.audience is not None and form.get("audience") != owner.audience:
             return self._reply(400, {"error": "invalid_request",
-                                     "error_description": "unknown audience"})
+                                     "error_description": owner.reject_description
+                                     or "unknown audience"})
         if owner.scope is not None and form.get("scope") != owner.scope:
             return self._reply(400, {"error": "invalid_scope"})
         return self._reply(200, owner._issue())
@@ -178,6 +181,7 @@ class TokenServer:
         self.chunked = chunked
         self.token_type = token_type
         self.delay_s = 0.0
+        self.reject_description = None
         self.down = False
         self.down_mode = "close"
         self.on_issue = on_issue              # callback(n, expires_in), no token
