@@ -101,6 +101,8 @@ static const struct opt opts[] = {
 	  "ZEEBE_AUTH_REQUEST_TIMEOUT", 0, "deadline of one token request (env value in ms)" },
 	{ "oauth", "refresh_ahead", T_DUR, C(oauth.refresh_ahead_ms), -1, "30s", 10000, MS_DAY, NULL,
 	  NULL, 0, "fetch a new token this long before the old one expires" },
+	{ "oauth", "min_refresh_interval", T_DUR, C(oauth.min_refresh_interval_ms), -1, "5s", 1000, 3600000, NULL,
+	  NULL, 0, "at most one token request per this interval, however often the gateway rejects a token" },
 
 	{ "mqtt", "host", T_STR, C(mqtt.host), -1, "localhost", NOLIM, NULL,
 	  NULL, 0, "broker host" },

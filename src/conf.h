@@ -67,6 +67,7 @@ struct conf_oauth {
 				   (falls back to ZEEBE_CA_CERTIFICATE_PATH when that is set) */
 	int64_t request_timeout_ms; /* default 10s; env ZEEBE_AUTH_REQUEST_TIMEOUT (ms) */
 	int64_t refresh_ahead_ms;   /* refresh this long before expiry, default 30s, min 10s */
+	int64_t min_refresh_interval_ms; /* at most one token request per this, default 5s */
 };
 
 struct conf_mqtt {

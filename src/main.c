@@ -207,6 +207,7 @@ static int start_clients(struct agent *ag)
 			.scope = c->oauth.scope, .ca_file = c->oauth.ca_certificate,
 			.timeout_ms = c->oauth.request_timeout_ms,
 			.refresh_ahead_ms = c->oauth.refresh_ahead_ms, .user_agent = USER_AGENT,
+			.min_refresh_ms = c->oauth.min_refresh_interval_ms,
 		};
 		if (oauth_new(&oo, &ag->oauth) != M2Z_OK)
 			return M2Z_ERR_AUTH;
