@@ -152,8 +152,8 @@ static bool not_reached(struct zeebe *zb, int code, const char *details)
 		return false;
 	return grpc_channel_check_connectivity_state(zb->channel, 0) ==
 		       GRPC_CHANNEL_TRANSIENT_FAILURE ||
-	       strstr(details, "failed to connect") || strstr(details, "DNS resolution failed") ||
-	       strstr(details, "Connection refused") || strstr(details, "ailed to connect");
+	       strcasestr(details, "failed to connect") || strstr(details, "DNS resolution failed") ||
+	       strstr(details, "Connection refused");
 }
 
 /* The one place that reports reaching or not reaching the gateway, once per
