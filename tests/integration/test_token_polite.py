@@ -51,7 +51,9 @@ def test_gateway_rejecting_every_token_gets_few_token_requests(agent, gateway, t
     assert 1 <= n_in_window <= 1 + reject_s // 5 + 1, n_in_window
     times = post_times(token_server)
     gaps = [b - a_ for a_, b in zip(times, times[1:])]
-    assert all(g >= 4.9 for g in gaps), gaps
+    # The server stamps a request when it has answered it, after the TLS
+    # handshake, whose length varies (ASan, load): 5 s apart at the agent.
+    assert all(g >= 4.0 for g in gaps), gaps
     gateway.reject_tokens = False
     wait_all_ok(gateway, 20, timeout=90)
     assert "rejected by the gateway" in a.log()
