@@ -72,6 +72,7 @@ int open_clients(const struct config *c, bool fresh_token, struct oauth **oauth,
 			.refresh_ahead_ms = c->oauth.refresh_ahead_ms, .user_agent = M2Z_USER_AGENT,
 			.cache_dir = c->oauth.token_cache_dir, .skip_cache_read = fresh_token,
 			.client_id_from = c->oauth.client_id_from, .audience_from = c->oauth.audience_from,
+			.min_refresh_ms = c->oauth.min_refresh_interval_ms,
 		};
 		if (oauth_new(&oo, oauth) != M2Z_OK)
 			return M2Z_ERR_AUTH;

@@ -124,6 +124,8 @@ static const struct opt opts[] = {
 	  NULL, 0, "keep the token on disk (0600) and reuse it across restarts" },
 	{ "oauth", "token_cache_dir", T_STR, C(oauth.token_cache_dir), -1, NULL, NOLIM, NULL,
 	  NULL, 0, "directory of the token cache; empty = the spool directory" },
+	{ "oauth", "min_refresh_interval", T_DUR, C(oauth.min_refresh_interval_ms), -1, "5s", 1000, 3600000, NULL,
+	  NULL, 0, "at most one token request per this interval, however often the gateway rejects a token" },
 
 	{ "mqtt", "host", T_STR, C(mqtt.host), -1, "localhost", NOLIM, NULL,
 	  NULL, 0, "broker host" },

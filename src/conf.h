@@ -88,6 +88,7 @@ struct conf_oauth {
 	 * client_id)" or "default (...)". */
 	char client_id_from[CONF_FROM_MAX];
 	char audience_from[CONF_FROM_MAX];
+	int64_t min_refresh_interval_ms; /* at most one token request per this, default 5s */
 };
 
 struct conf_mqtt {

@@ -119,6 +119,7 @@ struct head {
 	bool has_length;
 	size_t length;
 	char content_type[128];
+	char retry_after[64];
 };
 
 static int parse_status_line(const char *s, const char *e, int *status)
@@ -196,6 +197,13 @@ static int parse_header_line(const char *s, const char *e, struct head *h)
 		h->has_length = false;
 		h->length = 0;
 		h->te_seen = true;
+		return 0;
+	}
+	if (name_is(s, nlen, "retry-after")) {
+		if (vlen < sizeof(h->retry_after)) {
+			memcpy(h->retry_after, v, vlen);
+			h->retry_after[vlen] = '\0';
+		}
 		return 0;
 	}
 	if (name_is(s, nlen, "content-type")) {
@@ -355,6 +363,7 @@ int https_response_parse(const char *data, size_t len, bool eof,
 	}
 	out->status = h.status;
 	memcpy(out->content_type, h.content_type, sizeof(out->content_type));
+	memcpy(out->retry_after, h.retry_after, sizeof(out->retry_after));
 	out->body = body.p;
 	out->body[body.len] = '\0';
 	out->body_len = body.len;

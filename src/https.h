@@ -33,6 +33,7 @@ int https_url_parse(const char *url, struct https_url *out);
 struct https_response {
 	int status;              /* e.g. 200 */
 	char content_type[128];  /* "" when absent; truncated if longer */
+	char retry_after[64];    /* Retry-After value, "" when absent or longer */
 	char *body;              /* malloc'ed, NUL-terminated (not counted); owner frees
 	                          * with https_response_clear() */
 	size_t body_len;

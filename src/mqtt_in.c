@@ -2,7 +2,16 @@
  *
  * Threaded loop on purpose: in that mode libmosquitto sends the QoS 1 PUBACK
  * after on_message returns (with loop_forever it is sent before), so the
- * broker lets go of a message only once our callback has spooled it. */
+ * broker lets go of a message only once our callback has spooled it.
+ *
+ * The first connection is ours to retry: libmosquitto's loop thread
+ * (mosquitto__thread_main) waits while the client is in its "new" state and
+ * only then enters loop_forever, whose reconnect logic we rely on later. A
+ * connect_async that fails at once (broker not up yet: the boot race) can
+ * leave the client in that state, and the thread then waits forever without
+ * one more attempt. So the loop thread is started only after a
+ * connect_async succeeded; until then a small connector thread retries with
+ * the configured backoff. */
 #define LOG_MODULE "mqtt"
 #include "mqtt_in.h"
 
@@ -12,10 +21,12 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "conf.h"
 #include "err.h"
 #include "log.h"
+#include "util.h"
 
 struct mqtt_in {
 	struct mosquitto *mosq;
@@ -26,7 +37,13 @@ struct mqtt_in {
 	mqtt_in_msg_fn fn;
 	void *arg;
 	atomic_bool connected;
-	bool started;
+	bool started;                /* the loop thread runs */
+	/* connector thread: retries the first connect until it succeeds */
+	pthread_t connector;
+	bool connector_running;
+	pthread_mutex_t mu;          /* guards stopping, started (vs. the connector) */
+	pthread_cond_t cond;         /* CLOCK_MONOTONIC; signalled on stop */
+	bool stopping;
 };
 
 static int lib_refs;
@@ -158,8 +175,15 @@ int mqtt_in_new(const struct conf_mqtt *conf, const struct mqtt_sub *subs, size_
 {
 	struct mqtt_in *mi = calloc(1, sizeof(*mi));
 
+	pthread_condattr_t ca;
+
 	if (!mi)
 		return M2Z_ERR_NOMEM;
+	pthread_mutex_init(&mi->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&mi->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_mutex_lock(&lib_lock);
 	if (lib_refs++ == 0)
 		mosquitto_lib_init();
@@ -191,21 +215,94 @@ nomem:
 	return M2Z_ERR_NOMEM;
 }
 
+/* ---- the first connection ------------------------------------------------ */
+
+static const char *connect_error(int rc)
+{
+	return rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc);
+}
+
+/* One connect_async; on success, the loop thread takes over (and does
+ * every later reconnect itself). Caller holds mi->mu. */
+static int try_connect(struct mqtt_in *mi)
+{
+	int rc = mosquitto_connect_async(mi->mosq, mi->conf.host, mi->conf.port,
+					 mi->conf.keepalive_s);
+
+	if (rc != MOSQ_ERR_SUCCESS)
+		return rc;
+	rc = mosquitto_loop_start(mi->mosq);
+	if (rc != MOSQ_ERR_SUCCESS) {
+		log_err("cannot start the MQTT loop: %s", mosquitto_strerror(rc));
+		return rc;
+	}
+	mi->started = true;
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* Wait DELAY_MS or until stopped (mu held). */
+static void connector_wait(struct mqtt_in *mi, int64_t delay_ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(delay_ms / 1000);
+	ts.tv_nsec += (long)(delay_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	while (!mi->stopping && pthread_cond_timedwait(&mi->cond, &mi->mu, &ts) == 0)
+		;
+}
+
+static void *connector_main(void *arg)
+{
+	struct mqtt_in *mi = arg;
+	int64_t delay = mi->conf.reconnect_min_ms;
+	unsigned attempt = 1;
+
+	pthread_mutex_lock(&mi->mu);
+	for (;;) {
+		connector_wait(mi, delay);
+		if (mi->stopping)
+			break;
+		attempt++;
+		int rc = try_connect(mi);
+		if (rc == MOSQ_ERR_SUCCESS) {
+			log_info("connecting to %s:%d (attempt %u)", mi->conf.host, mi->conf.port,
+				 attempt);
+			break;
+		}
+		log_debug("cannot connect to %s:%d (%s); attempt %u, next in %lld ms",
+			  mi->conf.host, mi->conf.port, connect_error(rc), attempt, (long long)delay);
+		delay = delay * 2 > mi->conf.reconnect_max_ms ? mi->conf.reconnect_max_ms : delay * 2;
+	}
+	pthread_mutex_unlock(&mi->mu);
+	return NULL;
+}
+
 int mqtt_in_start(struct mqtt_in *mi)
 {
 	int rc;
 
-	rc = mosquitto_connect_async(mi->mosq, mi->conf.host, mi->conf.port, mi->conf.keepalive_s);
-	if (rc != MOSQ_ERR_SUCCESS)
-		/* Not fatal: the loop thread keeps retrying with backoff. */
-		log_warn("cannot connect to %s:%d yet (%s); will retry", mi->conf.host,
-			 mi->conf.port, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
-	rc = mosquitto_loop_start(mi->mosq);
-	if (rc != MOSQ_ERR_SUCCESS) {
-		log_err("cannot start the MQTT loop: %s", mosquitto_strerror(rc));
-		return M2Z_ERR_NET;
+	pthread_mutex_lock(&mi->mu);
+	rc = try_connect(mi);
+	if (rc == MOSQ_ERR_SUCCESS || mi->started) {
+		pthread_mutex_unlock(&mi->mu);
+		return rc == MOSQ_ERR_SUCCESS ? M2Z_OK : M2Z_ERR_NET;
 	}
-	mi->started = true;
+	/* Not fatal: the broker may come up after us (boot order). */
+	log_warn("cannot connect to %s:%d yet (%s); will retry every %lld..%lld ms",
+		 mi->conf.host, mi->conf.port, connect_error(rc),
+		 (long long)mi->conf.reconnect_min_ms, (long long)mi->conf.reconnect_max_ms);
+	if (pthread_create(&mi->connector, NULL, connector_main, mi) != 0) {
+		pthread_mutex_unlock(&mi->mu);
+		log_err("cannot start the MQTT connector thread");
+		return M2Z_ERR_NOMEM;
+	}
+	mi->connector_running = true;
+	pthread_mutex_unlock(&mi->mu);
 	return M2Z_OK;
 }
 
@@ -228,7 +325,17 @@ bool mqtt_in_connected(struct mqtt_in *mi)
 
 void mqtt_in_stop(struct mqtt_in *mi)
 {
-	if (!mi || !mi->started)
+	if (!mi)
+		return;
+	pthread_mutex_lock(&mi->mu);
+	mi->stopping = true;
+	pthread_cond_broadcast(&mi->cond);
+	pthread_mutex_unlock(&mi->mu);
+	if (mi->connector_running) {
+		pthread_join(mi->connector, NULL);
+		mi->connector_running = false;
+	}
+	if (!mi->started)
 		return;
 	mosquitto_disconnect(mi->mosq);
 	/* Not forced: a message callback in progress finishes (and is acked)
@@ -247,6 +354,8 @@ void mqtt_in_free(struct mqtt_in *mi)
 	for (size_t i = 0; i < mi->n_subs; i++)
 		free((char *)mi->subs[i].filter);
 	free(mi->subs);
+	pthread_cond_destroy(&mi->cond);
+	pthread_mutex_destroy(&mi->mu);
 	free(mi);
 	pthread_mutex_lock(&lib_lock);
 	if (--lib_refs == 0)

@@ -10,6 +10,7 @@
 #include "err.h"
 #include "buf.h"
 #include "https.h"
+#include "redact.h"
 #include "token_cache.h"
 #include "util.h"
 
@@ -24,10 +25,8 @@
 #include <strings.h>
 #include <time.h>
 
-#define BACKOFF_START_MS 1000
-#define BACKOFF_CAP_MS 60000
-#define BACKOFF_FLOOR_MS 100      /* full jitter may draw ~0; never spin */
 #define DEFAULT_TIMEOUT_MS 10000
+#define DEFAULT_MIN_REFRESH_MS 5000
 #define NEVER INT64_MAX
 
 struct oauth {
@@ -36,8 +35,10 @@ struct oauth {
 	char *ca_file;
 	char *user_agent;
 	char *form;                /* owned; holds the secret, wiped on free */
+	char *secret;              /* owned copy, registered with redact; wiped */
 	int64_t timeout_ms;
 	int64_t refresh_ahead_ms;
+	char where[300];           /* "host:port" of the endpoint, for messages */
 	struct https_client *http; /* used by the refresher thread only */
 	pthread_t thread;
 	bool thread_started;
@@ -49,10 +50,11 @@ struct oauth {
 	uint64_t gen;              /* of HEADER; bumps on every new token */
 	int64_t expires_at;        /* monotonic ms, NEVER when no expires_in */
 	int64_t refresh_at;        /* monotonic ms */
+	char *token;               /* the bare token of HEADER, registered with redact */
 	bool fetch_now;            /* the cached token was rejected */
 	bool stop;
-	unsigned fail_streak;
-	int64_t next_try;          /* monotonic ms; backoff after a failure */
+	bool warned_short, warned_big;
+	struct oauth_pace pace;
 	uint64_t fetches, failures;
 
 	/* token cache on disk; CACHE_PATH NULL = off. Strings immutable. */
@@ -69,14 +71,10 @@ struct oauth {
 /* Pure parts                                                               */
 /* ======================================================================== */
 
-/* Copy untrusted text for a log line: printable ASCII only, bounded. */
+/* Copy untrusted text for a log line: bounded, token-like parts masked. */
 static void copy_printable(char *dst, size_t n, const char *src)
 {
-	size_t i = 0;
-
-	for (; src && src[i] && i + 1 < n && i < 200; i++)
-		dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
-	dst[n ? (i < n ? i : n - 1) : 0] = '\0';
+	redact(dst, n < 201 ? n : 201, src);
 }
 
 static int oauth_error_member(const cJSON *root, char *err, size_t errlen)
@@ -274,7 +272,17 @@ static bool token_char(char ch)
 void oauth_redact(char *s)
 {
 	static const char mark[] = "[redacted]";
-	size_t i = 0;
+	size_t i = 0, len = strlen(s);
+	char *tmp = malloc(len + 1);
+
+	/* The shared rules first (Bearer, JWTs, the registered secrets), then
+	 * any long token-like run: an auth server's text has no business
+	 * holding one. */
+	if (tmp) {
+		redact(tmp, len + 1, s);
+		memcpy(s, tmp, strlen(tmp) + 1);
+		free(tmp);
+	}
 
 	while (s[i]) {
 		size_t n = 0;
@@ -304,6 +312,113 @@ static void explain_rejection(const struct oauth *oa, int status, const char *er
 			       : "Check the audience and scope (and that the client is allowed them).");
 }
 
+/* ---- pacing ------------------------------------------------------------- */
+
+void oauth_pace_init(struct oauth_pace *p, int64_t min_interval_ms)
+{
+	memset(p, 0, sizeof(*p));
+	p->min_interval_ms = min_interval_ms;
+}
+
+int64_t oauth_pace_earliest(const struct oauth_pace *p)
+{
+	int64_t t = p->not_before;
+
+	if (p->attempted && p->last_attempt + p->min_interval_ms > t)
+		t = p->last_attempt + p->min_interval_ms;
+	return t;
+}
+
+void oauth_pace_attempt(struct oauth_pace *p, int64_t now)
+{
+	p->attempted = true;
+	p->last_attempt = now;
+}
+
+int64_t oauth_backoff_ceiling(unsigned streak)
+{
+	int64_t c = OAUTH_BACKOFF_START_MS;
+
+	for (unsigned i = 1; i < streak && c < OAUTH_BACKOFF_CAP_MS; i++)
+		c *= 2;
+	return c < OAUTH_BACKOFF_CAP_MS ? c : OAUTH_BACKOFF_CAP_MS;
+}
+
+int64_t oauth_pace_failure(struct oauth_pace *p, int64_t now, int64_t retry_after_ms,
+			   double jitter)
+{
+	int64_t ceil, delay;
+
+	if (p->streak < 1000)
+		p->streak++;
+	ceil = oauth_backoff_ceiling(p->streak);
+	if (jitter < 0 || jitter >= 1)
+		jitter = 0;
+	/* Half fixed, half random: never a near-zero draw, still spread. */
+	delay = ceil / 2 + (int64_t)(jitter * (double)(ceil / 2));
+	if (retry_after_ms > delay)
+		delay = retry_after_ms;
+	if (now + delay > p->not_before)
+		p->not_before = now + delay;
+	return delay;
+}
+
+void oauth_pace_ok(struct oauth_pace *p)
+{
+	p->streak = 0;
+}
+
+static int64_t parse_http_date(const char *v)
+{
+	static const char *const fmts[] = {
+		"%a, %d %b %Y %H:%M:%S GMT",   /* IMF-fixdate */
+		"%A, %d-%b-%y %H:%M:%S GMT",   /* RFC 850 */
+		"%a %b %e %H:%M:%S %Y",        /* asctime */
+	};
+
+	for (size_t i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {
+		struct tm tm;
+		const char *end;
+
+		memset(&tm, 0, sizeof(tm));
+		end = strptime(v, fmts[i], &tm);
+		if (end && *end == '\0')
+			return (int64_t)timegm(&tm) * 1000;
+	}
+	return -1;
+}
+
+int64_t oauth_retry_after_ms(const char *v, int64_t now_wall_ms)
+{
+	int64_t ms;
+
+	if (!v || !*v)
+		return -1;
+	if (isdigit((unsigned char)v[0])) {
+		int64_t sec = 0;
+		for (const char *p = v; *p; p++) {
+			if (!isdigit((unsigned char)*p))
+				return -1;
+			if (sec < OAUTH_RETRY_AFTER_CAP_MS)
+				sec = sec * 10 + (*p - '0');
+		}
+		ms = sec * 1000;
+	} else {
+		int64_t at = parse_http_date(v);
+		if (at < 0)
+			return -1;
+		ms = at > now_wall_ms ? at - now_wall_ms : 0;
+	}
+	return ms < OAUTH_RETRY_AFTER_CAP_MS ? ms : OAUTH_RETRY_AFTER_CAP_MS;
+}
+
+int64_t oauth_refresh_at(int64_t started, int64_t life_ms, int64_t ahead_ms)
+{
+	if (life_ms > ahead_ms)
+		return started + life_ms - ahead_ms;
+	return started + life_ms;
+}
+
 /* ======================================================================== */
 /* One fetch (refresher thread, no lock held)                               */
 /* ======================================================================== */
@@ -327,7 +442,10 @@ static int judge_response(const struct https_response *r, struct oauth_token *to
 	return M2Z_ERR_HTTP;
 }
 
-static int fetch_token(struct oauth *oa, struct oauth_token *tok, int *status, char *err, size_t errlen)
+/* STATUS: the HTTP status (0 when none came); RETRY_AFTER_MS: -1, or the
+ * server's Retry-After when it answered. */
+static int fetch_token(struct oauth *oa, struct oauth_token *tok, int *status,
+		       int64_t *retry_after_ms, char *err, size_t errlen)
 {
 	struct https_request req = {
 		.url = oa->url,
@@ -341,10 +459,14 @@ static int fetch_token(struct oauth *oa, struct oauth_token *tok, int *status, c
 	struct https_response resp = { 0 };
 	int rc;
 
+	*retry_after_ms = -1;
 	rc = https_post(oa->http, &req, &resp, err, errlen);
 	*status = rc == 0 ? resp.status : 0;
-	if (rc == 0)
+	if (rc == 0) {
 		rc = judge_response(&resp, tok, err, errlen);
+		if (rc != 0)
+			*retry_after_ms = oauth_retry_after_ms(resp.retry_after, now_ms());
+	}
 	if (resp.body)
 		explicit_bzero(resp.body, resp.body_len);
 	https_response_clear(&resp);
@@ -360,46 +482,87 @@ static bool token_valid(const struct oauth *oa, int64_t now)
 	return oa->header && now < oa->expires_at;
 }
 
+/* A token we could not send in a header: refused like a failed fetch. */
+static int check_size(struct oauth *oa, const struct oauth_token *tok, char *err, size_t errlen)
+{
+	size_t n = strlen(tok->token_type) + 1 + strlen(tok->access_token);
+
+	if (n <= OAUTH_MAX_HEADER)
+		return 0;
+	snprintf(err, errlen, "access token of %zu bytes: the authorization header would be %zu "
+		 "bytes, over the limit of %d (the gateway's 8 KiB header budget)",
+		 strlen(tok->access_token), n, OAUTH_MAX_HEADER);
+	if (!oa->warned_big)
+		log_err("token from %s is unusable: %s; treating it as a failed fetch",
+			oa->url, err);
+	oa->warned_big = true;
+	return M2Z_ERR_TOO_BIG;
+}
+
+static void forget_token(struct oauth *oa)
+{
+	if (oa->token) {
+		redact_remove(oa->token);
+		free_secret(oa->token);
+		oa->token = NULL;
+	}
+	free_secret(oa->header);
+	oa->header = NULL;
+}
+
 /* Swap a fetched token in (mu held). STARTED: monotonic time of the request,
  * so expiry errs on the early side. */
 static int install_token(struct oauth *oa, struct oauth_token *tok, int64_t started)
 {
 	struct buf h = BUF_INIT;
+	char *bare = strdup(tok->access_token);
 
-	if (buf_printf(&h, "%s %s", tok->token_type, tok->access_token)) {
+	if (!bare || buf_printf(&h, "%s %s", tok->token_type, tok->access_token)) {
+		free(bare);
 		buf_free(&h);
 		return M2Z_ERR_NOMEM;
 	}
-	free_secret(oa->header);
+	forget_token(oa);
+	redact_add(bare);
+	oa->token = bare;
 	oa->header = h.p;
 	oa->gen++;
 	if (tok->expires_in_s < 0) {
 		oa->expires_at = oa->refresh_at = NEVER;
 	} else {
 		int64_t life = tok->expires_in_s * 1000;
-		/* Refresh ahead, but not more often than 4 times per lifetime
-		 * when the lifetime is shorter than the refresh-ahead skew. */
-		int64_t by_skew = started + life - oa->refresh_ahead_ms;
-		int64_t by_life = started + life / 4;
 		oa->expires_at = started + life;
-		oa->refresh_at = by_skew > by_life ? by_skew : by_life;
+		oa->refresh_at = oauth_refresh_at(started, life, oa->refresh_ahead_ms);
+		if (life <= oa->refresh_ahead_ms && !oa->warned_short)
+			log_warn("tokens from %s live %lld s, less than refresh_ahead (%lld s): each is "
+				 "used until it expires, then a new one is fetched (at most one per %lld ms)",
+				 oa->url, (long long)tok->expires_in_s,
+				 (long long)(oa->refresh_ahead_ms / 1000),
+				 (long long)oa->pace.min_interval_ms);
+		oa->warned_short = oa->warned_short || life <= oa->refresh_ahead_ms;
 	}
 	oa->fetch_now = false;
-	oa->fail_streak = 0;
-	oa->next_try = 0;
 	oa->fetches++;
 	return 0;
 }
 
-static int64_t backoff_ms(unsigned streak)
+/* A fetch failed: one line, in our words (mu held). */
+static void fetch_failed(struct oauth *oa, int rc, const char *err, int64_t retry_after_ms)
 {
-	int64_t ceil = BACKOFF_START_MS;
+	double jitter = (double)rand_below(1000) / 1000.0;
+	int64_t wait = oauth_pace_failure(&oa->pace, mono_ms(), retry_after_ms, jitter);
 
-	for (unsigned i = 1; i < streak && ceil < BACKOFF_CAP_MS; i++)
-		ceil *= 2;
-	if (ceil > BACKOFF_CAP_MS)
-		ceil = BACKOFF_CAP_MS;
-	return BACKOFF_FLOOR_MS + (int64_t)rand_below((uint64_t)(ceil - BACKOFF_FLOOR_MS + 1));
+	oa->failures++;
+	if (rc == M2Z_ERR_NET || rc == M2Z_ERR_TIMEOUT)
+		log_warn("cannot reach %s: %s; attempt %u, retry in %lld ms", oa->where,
+			 *err ? err : m2z_strerror(rc), oa->pace.streak, (long long)wait);
+	else if (oa->rejected) /* explained once at ERROR above */
+		log_debug("token request rejected again; attempt %u, retry in %lld ms",
+			  oa->pace.streak, (long long)wait);
+	else
+		log_warn("token fetch from %s failed: %s (%s); attempt %u, retry in %lld ms%s",
+			 oa->url, *err ? err : "unknown", m2z_strerror(rc), oa->pace.streak,
+			 (long long)wait, retry_after_ms >= 0 ? " (as Retry-After asks)" : "");
 }
 
 static struct token_cache_key cache_key(const struct oauth *oa)
@@ -458,14 +621,17 @@ static void fetch_and_apply(struct oauth *oa)
 {
 	struct oauth_token tok = { NULL, NULL, -1 };
 	char err[512] = "", why[1400];
-	int64_t started = mono_ms(), wall = now_ms();
+	int64_t started = mono_ms(), wall = now_ms(), retry_after = -1;
 	bool drop = oa->fetch_now && oa->cache_path;
 	int rc, status = 0;
 
+	oauth_pace_attempt(&oa->pace, started);
 	pthread_mutex_unlock(&oa->mu);
 	if (drop) /* the gateway rejected the cached token: never reuse it */
 		token_cache_drop(oa->cache_path);
-	rc = fetch_token(oa, &tok, &status, err, sizeof(err));
+	rc = fetch_token(oa, &tok, &status, &retry_after, err, sizeof(err));
+	if (rc == 0)
+		rc = check_size(oa, &tok, err, sizeof(err));
 	if (rc == 0)
 		cache_store(oa, &tok, wall);
 	pthread_mutex_lock(&oa->mu);
@@ -492,12 +658,7 @@ static void fetch_and_apply(struct oauth *oa)
 				 (unsigned long long)oa->gen, (long long)tok.expires_in_s);
 		pthread_cond_broadcast(&oa->cond);
 	} else {
-		int64_t wait = backoff_ms(++oa->fail_streak);
-		oa->failures++;
-		oa->next_try = mono_ms() + wait;
-		log_warn("token fetch from %s failed: %s (%s); attempt %u, retry in %lld ms",
-			 oa->url, *err ? err : "unknown", m2z_strerror(rc), oa->fail_streak,
-			 (long long)wait);
+		fetch_failed(oa, rc, err, retry_after);
 	}
 	oauth_token_clear(&tok);
 }
@@ -506,8 +667,9 @@ static void fetch_and_apply(struct oauth *oa)
 static int64_t next_due(const struct oauth *oa)
 {
 	int64_t due = (!oa->header || oa->fetch_now) ? 0 : oa->refresh_at;
+	int64_t earliest = oauth_pace_earliest(&oa->pace);
 
-	return due > oa->next_try ? due : oa->next_try;
+	return due > earliest ? due : earliest;
 }
 
 static void wait_until(struct oauth *oa, int64_t due)
@@ -625,6 +787,15 @@ static int setup(struct oauth *oa, const struct oauth_opts *o, const struct http
 		if (!o->skip_cache_read)
 			cache_load(oa);
 	}
+	oauth_pace_init(&oa->pace, o->min_refresh_ms > 0 ? o->min_refresh_ms : DEFAULT_MIN_REFRESH_MS);
+	if (strchr(u->host, ':'))
+		snprintf(oa->where, sizeof(oa->where), "[%s]:%u", u->host, (unsigned)u->port);
+	else
+		snprintf(oa->where, sizeof(oa->where), "%s:%u", u->host, (unsigned)u->port);
+	oa->secret = strdup(o->client_secret);
+	if (!oa->secret)
+		return M2Z_ERR_NOMEM;
+	redact_add(oa->secret);
 	rc = https_client_new(oa->ca_file, &oa->http);
 	if (rc)
 		return rc;
@@ -679,7 +850,11 @@ void oauth_free(struct oauth *oa)
 		pthread_join(oa->thread, NULL);
 	}
 	https_client_free(oa->http);
-	free_secret(oa->header);
+	if (oa->secret) {
+		redact_remove(oa->secret);
+		free_secret(oa->secret);
+	}
+	forget_token(oa);
 	free_secret(oa->form);
 	free(oa->url);
 	free(oa->ca_file);
@@ -722,13 +897,26 @@ void oauth_invalidate(struct oauth *oa, uint64_t gen)
 	/* Only the cached generation counts: an older one was already replaced,
 	 * and a second report for the dropped one must not fetch twice. */
 	if (oa->header && gen == oa->gen) {
-		log_info("token generation %llu rejected by the gateway; fetching a new one",
-			 (unsigned long long)gen);
-		free_secret(oa->header);
-		oa->header = NULL;
+		double jitter = (double)rand_below(1000) / 1000.0;
+		int64_t wait;
+
+		forget_token(oa);
 		oa->fetch_now = true;
+		oa->failures++;
+		oauth_pace_failure(&oa->pace, mono_ms(), -1, jitter);
+		wait = oauth_pace_earliest(&oa->pace) - mono_ms();
+		log_info("token generation %llu rejected by the gateway; next fetch in %lld ms "
+			 "(token failure %u in a row)", (unsigned long long)gen,
+			 (long long)(wait > 0 ? wait : 0), oa->pace.streak);
 		pthread_cond_broadcast(&oa->cond);
 	}
+	pthread_mutex_unlock(&oa->mu);
+}
+
+void oauth_gateway_ok(struct oauth *oa)
+{
+	pthread_mutex_lock(&oa->mu);
+	oauth_pace_ok(&oa->pace);
 	pthread_mutex_unlock(&oa->mu);
 }
 

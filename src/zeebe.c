@@ -23,9 +23,10 @@
 #include "gateway.pb-c.h"
 #include "log.h"
 #include "oauth.h"
+#include "redact.h"
 
 #define SYSTEM_ROOTS "/etc/ssl/certs/ca-certificates.crt"
-#define AUTH_MAX 8192
+#define AUTH_MAX (OAUTH_MAX_HEADER + 1)
 
 /* One call in flight. */
 struct zcall {
@@ -52,12 +53,14 @@ struct zeebe {
 	int64_t deadline_ms;
 	struct oauth *oauth;
 	char *basic;                /* "Basic <base64>" or NULL; wiped on free */
+	char address[256];          /* for messages */
 
 	pthread_mutex_t lock;       /* guards the fields below */
 	pthread_cond_t idle;        /* signalled when in_flight drops */
 	struct zcall *live;
 	size_t in_flight;
 	bool closed;
+	bool unreachable;           /* the last call could not reach the gateway */
 };
 
 static const char *const code_names[] = {
@@ -128,22 +131,89 @@ static void live_remove(struct zeebe *zb, struct zcall *c)
 		c->next->prev = c->prev;
 }
 
+/* The gateway's status details, as text we may log: bounded, anything
+ * token-like masked (a gateway may echo the Authorization header). */
+static void peer_text(grpc_slice s, char *out, size_t len)
+{
+	char raw[1024];
+	size_t n = GRPC_SLICE_LENGTH(s);
+
+	if (n >= sizeof(raw))
+		n = sizeof(raw) - 1;
+	memcpy(raw, GRPC_SLICE_START_PTR(s), n);
+	raw[n] = '\0';
+	redact(out, len, raw);
+}
+
+/* Did an UNAVAILABLE come from the gateway, or from not reaching it
+ * (refused, DNS, TLS handshake)? gRPC core says so in its own words. */
+static bool not_reached(struct zeebe *zb, int code, const char *details)
+{
+	if (code != ZEEBE_UNAVAILABLE)
+		return false;
+	return grpc_channel_check_connectivity_state(zb->channel, 0) ==
+		       GRPC_CHANNEL_TRANSIENT_FAILURE ||
+	       strcasestr(details, "failed to connect") || strstr(details, "DNS resolution failed") ||
+	       strstr(details, "Connection refused");
+}
+
+/* The one place that reports reaching or not reaching the gateway, once per
+ * change. Rewrites DETAILS (size LEN) into our words when not reached. */
+static void note_reachability(struct zeebe *zb, int code, char *details, size_t len)
+{
+	bool down = not_reached(zb, code, details);
+	bool was;
+
+	pthread_mutex_lock(&zb->lock);
+	was = zb->unreachable;
+	zb->unreachable = down;
+	pthread_mutex_unlock(&zb->lock);
+	if (down) {
+		char reason[600], prefix[300];
+		size_t p, r;
+
+		snprintf(reason, sizeof(reason), "%s", *details ? details : "unavailable");
+		snprintf(prefix, sizeof(prefix), "cannot reach %s: ", zb->address);
+		p = strlen(prefix) < len ? strlen(prefix) : len - 1;
+		r = strlen(reason) < len - 1 - p ? strlen(reason) : len - 1 - p;
+		memcpy(details, prefix, p);
+		memcpy(details + p, reason, r);   /* cut: fine for a log line */
+		details[p + r] = '\0';
+		if (!was)
+			log_warn("%s", details);
+	} else if (was && code != ZEEBE_CANCELLED) {
+		log_info("gateway %s reached again", zb->address);
+	}
+}
+
+/* Tell oauth what the gateway thought of the token. */
+static void report_token(struct zeebe *zb, const struct zcall *c, int code)
+{
+	if (!zb->oauth)      /* with oauth, every call that started carried a token */
+		return;
+	if (code == ZEEBE_OK || code == ZEEBE_ALREADY_EXISTS)
+		oauth_gateway_ok(zb->oauth);
+	else if (code == ZEEBE_UNAUTHENTICATED)
+		oauth_invalidate(zb->oauth, c->token_gen);
+}
+
 static void complete(struct zcall *c, bool ok)
 {
 	struct zeebe *zb = c->zb;
-	char details[512];
-	size_t n = GRPC_SLICE_LENGTH(c->details);
+	char details[600];
 	struct zeebe_result res = { 0 };
 
-	if (n >= sizeof(details))
-		n = sizeof(details) - 1;
-	memcpy(details, GRPC_SLICE_START_PTR(c->details), n);
-	details[n] = '\0';
+	if (ok)
+		peer_text(c->details, details, sizeof(details));
+	else
+		snprintf(details, sizeof(details), "batch failed");
 	res.code = ok ? (int)c->status : ZEEBE_UNAVAILABLE;
-	res.details = ok ? details : "batch failed";
+	note_reachability(zb, res.code, details, sizeof(details));
+	res.details = details;
 	res.token_gen = c->token_gen;
 	if (res.code == ZEEBE_OK)
 		res.key = decode_key(c->response);
+	report_token(zb, c, res.code);
 
 	pthread_mutex_lock(&zb->lock);
 	live_remove(zb, c);
@@ -190,7 +260,7 @@ static int attach_token(struct zeebe *zb, struct zcall *c)
 		return M2Z_OK;
 	rc = oauth_header(zb->oauth, value, sizeof(value), &c->token_gen);
 	if (rc != M2Z_OK)
-		return rc == M2Z_ERR_AGAIN ? M2Z_ERR_AUTH : rc;
+		return rc == M2Z_ERR_AGAIN || rc == M2Z_ERR_TOO_BIG ? M2Z_ERR_AUTH : rc;
 	c->md.key = grpc_slice_from_static_string("authorization");
 	c->md.value = grpc_slice_from_copied_string(value);
 	memset(value, 0, sizeof(value));
@@ -353,8 +423,7 @@ int zeebe_topology(struct zeebe *zb, int64_t timeout_ms, char *summary, size_t l
 	if (code == ZEEBE_OK)
 		summarize(c.response, summary, len);
 	else
-		snprintf(summary, len, "%.*s", (int)GRPC_SLICE_LENGTH(c.details),
-			 (const char *)GRPC_SLICE_START_PTR(c.details));
+		peer_text(c.details, summary, len);
 out:
 	grpc_metadata_array_destroy(&c.initial);
 	grpc_metadata_array_destroy(&c.trailing);
@@ -462,6 +531,7 @@ int zeebe_new(const struct zeebe_opts *o, struct zeebe **out, char *err, size_t 
 	zb->method = grpc_slice_from_static_string("/gateway_protocol.Gateway/PublishMessage");
 	zb->deadline_ms = o->deadline_ms;
 	zb->oauth = o->oauth;
+	snprintf(zb->address, sizeof(zb->address), "%s", o->address);
 	pthread_mutex_init(&zb->lock, NULL);
 	pthread_cond_init(&zb->idle, NULL);
 	if (o->basic_auth && o->basic_auth[0] && !(zb->basic = strdup(o->basic_auth))) {

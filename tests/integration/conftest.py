@@ -252,8 +252,28 @@ def agent(request, tmp_path, m2z_bin, certs):
         san = a.sanitizer_reports()
         if san:
             problems.append("%s: sanitizer report:\n%s\n%s" % (a.name, "\n".join(san[:5]), a.tail(80)))
+        problems += secrets_in_log(a)
     if problems:
         pytest.fail("agent teardown:\n" + "\n".join(problems), pytrace=False)
+
+
+def secrets_in_log(a):
+    """Every test, every agent: no issued token and not the client secret
+    in any log line (issue 8, item 6)."""
+    from peers.token_server import TokenServer
+    log = a.log()
+    found = []
+    if CLIENT_SECRET in log:
+        found.append("the client secret")
+    found += ["issued token %s..." % t[:6] for t in TokenServer.every_token_issued() if t in log]
+    if not found:
+        return []
+    every = TokenServer.every_token_issued()
+    lines = [i + 1 for i, ln in enumerate(log.splitlines())
+             if CLIENT_SECRET in ln or any(t in ln for t in every)]
+    # Line numbers only: the report itself must not repeat the secret.
+    return ["%s: secret in the log %s: %s (lines %s)"
+            % (a.name, a.log_path, ", ".join(found[:3]), lines[:10])]
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -204,7 +204,10 @@ def test_tokens_that_expire_every_few_seconds(agent, gateway_factory, certs, pub
     ts.start()
     try:
         gw = gateway_factory(tls=True, token_check=ts.is_valid)
-        a = agent(routes=ROUTE, gateway=gw, token_server=ts)
+        # Tokens living 3 s (< refresh_ahead) are used until they expire;
+        # allow a fetch per second so several tokens come and go here.
+        a = agent(routes=ROUTE, gateway=gw, token_server=ts,
+                  sections={"oauth": {"min_refresh_interval": "1s"}})
         n = n_(600)
         msgs = events(n)
         for i in range(0, n, n // 6):        # spread over ~7 s: several tokens

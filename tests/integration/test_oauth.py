@@ -193,7 +193,7 @@ def test_wrong_credentials_report_the_oauth_error(probe, servers, certs):
 def test_refresh_ahead_of_expiry(probe, servers, certs):
     ts = servers(cert=certs.server_cert, key=certs.server_key, expires_in=12)
     r = run_probe(probe, ts, "--wait", 5000, "--refresh-ahead-ms", 10000, "--hold", 7,
-                  ca=certs.ca)
+                  "--min-refresh-ms", 1000, ca=certs.ca)
     assert r.rc == 0, r.err
     gens = [g for g, _ in r.tokens]
     assert gens[:2] == [1, 2], r.out
@@ -209,7 +209,7 @@ def test_refresh_ahead_of_expiry(probe, servers, certs):
 def test_backoff_while_failing_then_recovery(probe, servers, certs):
     ts = servers(cert=certs.server_cert, key=certs.server_key)
     ts.fail_next(3, status=500)
-    r = run_probe(probe, ts, "--wait", 30000, ca=certs.ca)
+    r = run_probe(probe, ts, "--wait", 30000, "--min-refresh-ms", 100, ca=certs.ca)
     assert r.rc == 0, r.err
     assert r.tokens[0][0] == 1
     reqs = posts(ts)
@@ -217,9 +217,9 @@ def test_backoff_while_failing_then_recovery(probe, servers, certs):
     assert r.failures == 3 and r.fetches == 1
     assert "HTTP 500" in r.err and "server_error" in r.err and "injected failure" in r.err
     gaps = [b["time"] - a["time"] for a, b in zip(reqs, reqs[1:])]
-    # Full jitter: each wait drawn from [0.1 s, 1 s * 2^n].
+    # Each wait drawn from [c/2, c], c = 1 s * 2^n.
     for n, g in enumerate(gaps):
-        assert 0.08 <= g <= 1.0 * 2 ** n + 0.5, gaps
+        assert 0.45 * 2 ** n <= g <= 1.0 * 2 ** n + 0.5, gaps
 
 
 def test_endpoint_down_is_retried_with_backoff(probe, servers, certs):
@@ -227,7 +227,8 @@ def test_endpoint_down_is_retried_with_backoff(probe, servers, certs):
     ts.set_down(True, mode="close")
     env = dict(os.environ, M2Z_PROBE_SECRET=CLIENT_SECRET)
     p = subprocess.Popen([probe, "--url", ts.url, "--client-id", CLIENT_ID, "--audience",
-                          AUDIENCE, "--ca-file", certs.ca, "--wait", "40000"],
+                          AUDIENCE, "--ca-file", certs.ca, "--wait", "40000",
+                          "--min-refresh-ms", "100"],
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(4)
@@ -250,7 +251,8 @@ def test_endpoint_down_is_retried_with_backoff(probe, servers, certs):
 
 def test_invalidate_triggers_exactly_one_fetch(probe, servers, certs):
     ts = servers(cert=certs.server_cert, key=certs.server_key)
-    r = run_probe(probe, ts, "--wait", 5000, "--invalidate", "--hold", 2, ca=certs.ca)
+    r = run_probe(probe, ts, "--wait", 5000, "--invalidate", "--hold", 2,
+                  "--min-refresh-ms", 100, ca=certs.ca)
     assert r.rc == 0, r.err
     assert [g for g, _ in r.tokens] == [1, 2]
     # Generation 1 reported twice, then again after 2 arrived: one fetch.

@@ -10,7 +10,11 @@ It records every request with its metadata, behaves like Zeebe where the
 agent depends on it (ALREADY_EXISTS for a repeated messageId while the first
 is buffered, variables must be a JSON object, tenant rules, bearer token
 check with Zeebe's texts), and fails on demand (fail_next, fail_every,
-set_unavailable, delay_ms).
+set_unavailable, delay_ms, reject_tokens, echo_auth).
+
+    gw.reject_tokens = True   every call UNAUTHENTICATED, whatever the token
+    gw.echo_auth = True       UNAUTHENTICATED details echo the Authorization
+                              header, as some identity providers' errors do
 
     gw = StandInGateway(tls=(cert, key), token_check=ts.is_valid); gw.start()
     gw.wait_for(10); gw.requests(); gw.fail_next("UNAVAILABLE", 3); gw.stop()
@@ -95,6 +99,8 @@ class StandInGateway:
         self._key = 2251799813685248
         self._server = None
         self.on_publish = None       # callback(record) for the demo CLI
+        self.reject_tokens = False
+        self.echo_auth = False
 
     # ------------------------------------------------------------ control
     def fail_next(self, code, n=1, details=None):
@@ -175,13 +181,17 @@ class StandInGateway:
     def _auth(self, context):
         if self.basic_auth:
             return self._basic_auth(context)
-        if not self.token_check:
+        if not self.token_check and not self.reject_tokens:
             return None
         md = dict(context.invocation_metadata())
         value = md.get("authorization")
         if not value:
             return "Expected bearer token at header with key [authorization], but found nothing"
-        if not value.startswith("Bearer ") or not self.token_check(value[len("Bearer "):]):
+        if (self.reject_tokens or not value.startswith("Bearer ")
+                or not self.token_check(value[len("Bearer "):])):
+            if self.echo_auth:
+                return ("Expected a valid token at header with key [authorization], "
+                        "but found: %s" % value)
             return "Failed to parse bearer token, see cause for details"
         return None
 

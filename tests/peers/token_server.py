@@ -9,9 +9,12 @@
                       check it was sent), "status"}
     ts.is_valid(tok)  True for a token we issued that has not expired
                       ("Bearer " prefix accepted) - the gateway peer's check
-    ts.fail_next(n, status=500), ts.set_down(True, mode="close"|"503"),
+    ts.fail_next(n, status=500, retry_after=None), ts.set_down(True, mode="close"|"503"),
     ts.delay_s = 2.0, ts.revoke_all()
     ts.reject_description = "..."  error_description of the 401/400 answers
+    ts.token_size = N     issue tokens of N characters (limits tests)
+    TokenServer.every_token_issued()  every token any server of this process
+                      issued (the suite-wide "never in a log" check)
 
 Validation: POST, Content-Type application/x-www-form-urlencoded,
 grant_type=client_credentials, client_id/client_secret (401 invalid_client
@@ -35,6 +38,9 @@ import time
 import urllib.parse
 
 FORM_TYPE = "application/x-www-form-urlencoded"
+
+_EVERY_TOKEN = []
+_EVERY_LOCK = threading.Lock()
 
 
 class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
@@ -80,11 +86,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # never print requests (forms hold secrets)
         pass
 
-    def _reply(self, status, obj):
+    def _reply(self, status, obj, retry_after=None):
         owner = self.server.owner
         body = json.dumps(obj).encode()
         self.close_connection = True
         self.send_response(status)
+        if retry_after is not None:
+            self.send_header("Retry-After", str(retry_after))
         self.send_header("Content-Type", "application/json")
         self.send_header("Cache-Control", "no-store")
         self.send_header("Connection", "close")
@@ -139,7 +147,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 owner._fail_left -= 1
         if fail:
             return self._reply(owner._fail_status, {"error": "server_error",
-                                                    "error_description": "injected failure"})
+                                                    "error_description": "injected failure"},
+                               retry_after=owner._fail_retry_after)
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if ctype != FORM_TYPE or form is None:
             return self._reply(400, {"error": "invalid_request",
@@ -194,6 +203,8 @@ class TokenServer:
         self._all_tokens = []
         self._fail_left = 0
         self._fail_status = 500
+        self._fail_retry_after = None
+        self.token_size = None                # None: "tok-N-<16 hex>"
         self._srv = None
         self._thread = None
         self.ssl_ctx = None
@@ -225,10 +236,13 @@ class TokenServer:
 
     # ---------------------------------------------------------------- faults
 
-    def fail_next(self, n, status=500):
+    def fail_next(self, n, status=500, retry_after=None):
+        """The next N requests get STATUS; RETRY_AFTER (seconds, or an HTTP
+        date string) is sent as a Retry-After header when given."""
         with self.lock:
             self._fail_left = n
             self._fail_status = status
+            self._fail_retry_after = retry_after
 
     def set_down(self, down=True, mode="close"):
         """Down: "close" drops connections before TLS; "503" answers 503."""
@@ -246,8 +260,12 @@ class TokenServer:
             self.fetches += 1
             n = self.fetches
             tok = "tok-%d-%s" % (n, secrets.token_hex(8))
+            if self.token_size:
+                tok += "x" * max(0, self.token_size - len(tok))
             self._issued[tok] = (time.monotonic(), self.expires_in)
             self._all_tokens.append(tok)
+            with _EVERY_LOCK:
+                _EVERY_TOKEN.append(tok)
         obj = {"access_token": tok, "token_type": self.token_type}
         if self.expires_in is not None:
             obj["expires_in"] = str(self.expires_in) if self.expires_in_as_string else self.expires_in
@@ -268,6 +286,12 @@ class TokenServer:
             return False
         t0, exp = ent
         return exp is None or time.monotonic() < t0 + exp
+
+    @staticmethod
+    def every_token_issued():
+        """Every token issued by any TokenServer in this process."""
+        with _EVERY_LOCK:
+            return list(_EVERY_TOKEN)
 
     def tokens_issued(self):
         """Every token issued so far (for "never logged" checks)."""

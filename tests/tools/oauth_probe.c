@@ -34,7 +34,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: oauth_probe --url U --client-id I [--client-secret S | "
 		"$M2Z_PROBE_SECRET] [--audience A] [--scope S] [--ca-file F] "
-		"[--timeout-ms N] [--refresh-ahead-ms N] [--wait MS] [--invalidate] "
+		"[--timeout-ms N] [--refresh-ahead-ms N] [--min-refresh-ms N] [--wait MS] [--invalidate] "
 		"[--hold SECONDS] [--log-level L]\n");
 }
 
@@ -44,6 +44,7 @@ static int parse_args(int argc, char **argv, struct probe *p)
 		{ "url", 1, 0, 'u' }, { "client-id", 1, 0, 'i' }, { "client-secret", 1, 0, 's' },
 		{ "audience", 1, 0, 'a' }, { "scope", 1, 0, 'S' }, { "ca-file", 1, 0, 'c' },
 		{ "timeout-ms", 1, 0, 't' }, { "refresh-ahead-ms", 1, 0, 'r' },
+		{ "min-refresh-ms", 1, 0, 'm' },
 		{ "wait", 1, 0, 'w' }, { "invalidate", 0, 0, 'I' }, { "hold", 1, 0, 'h' },
 		{ "log-level", 1, 0, 'l' }, { 0, 0, 0, 0 },
 	};
@@ -64,6 +65,7 @@ static int parse_args(int argc, char **argv, struct probe *p)
 		case 'c': p->o.ca_file = optarg; break;
 		case 't': p->o.timeout_ms = atoll(optarg); break;
 		case 'r': p->o.refresh_ahead_ms = atoll(optarg); break;
+		case 'm': p->o.min_refresh_ms = atoll(optarg); break;
 		case 'w': p->wait_ms = atoll(optarg); break;
 		case 'I': p->invalidate = 1; break;
 		case 'h': p->hold_s = atoi(optarg); break;

@@ -207,6 +207,121 @@ static void test_new_rejects_bad_opts(void **state)
 	assert_null(oa);
 }
 
+
+/* ---- pacing, Retry-After, refresh schedule (fake clock: times passed in) */
+
+static void test_backoff_ceiling_doubles_to_cap(void **state)
+{
+	(void)state;
+	assert_int_equal(oauth_backoff_ceiling(1), 1000);
+	assert_int_equal(oauth_backoff_ceiling(2), 2000);
+	assert_int_equal(oauth_backoff_ceiling(6), 32000);
+	assert_int_equal(oauth_backoff_ceiling(7), 60000);
+	assert_int_equal(oauth_backoff_ceiling(500), 60000);
+}
+
+static void test_pace_min_interval_however_often_rejected(void **state)
+{
+	struct oauth_pace p;
+	int64_t now = 1000000, fetches = 0;
+
+	(void)state;
+	oauth_pace_init(&p, 5000);
+	assert_int_equal(oauth_pace_earliest(&p), 0);   /* first fetch: now */
+	/* A gateway rejecting every token for 60 s (oauth.c reports each token
+	 * once); every fetch succeeds, which must not reset the backoff. */
+	for (int64_t t = now; t < now + 60000; t += 20) {
+		if (t >= oauth_pace_earliest(&p)) {
+			oauth_pace_attempt(&p, t);
+			fetches++;
+			oauth_pace_failure(&p, t + 20, -1, 0.999);
+		}
+	}
+	/* 60 s / 5 s + 1 at most; the backoff makes it fewer: 0 5 10 15 23 39. */
+	assert_true(fetches >= 4 && fetches <= 13);
+	assert_int_equal(p.streak, fetches);
+}
+
+static void test_pace_backoff_is_not_reset_by_a_fetch(void **state)
+{
+	struct oauth_pace p;
+	int64_t d1, d2, d3;
+
+	(void)state;
+	oauth_pace_init(&p, 100);
+	oauth_pace_attempt(&p, 0);
+	d1 = oauth_pace_failure(&p, 0, -1, 0.0);        /* fetch failed */
+	oauth_pace_attempt(&p, d1);                     /* fetch OK ... */
+	d2 = oauth_pace_failure(&p, d1, -1, 0.0);       /* ... token rejected */
+	assert_int_equal(d1, 500);                      /* [c/2, c] of 1 s */
+	assert_int_equal(d2, 1000);                     /* of 2 s: still growing */
+	assert_int_equal(oauth_pace_earliest(&p), d1 + d2);
+	oauth_pace_ok(&p);                              /* the gateway took one */
+	d3 = oauth_pace_failure(&p, 10000, -1, 0.5);
+	assert_int_equal(d3, 750);
+	assert_int_equal(p.streak, 1);
+}
+
+static void test_pace_jitter_range(void **state)
+{
+	struct oauth_pace p;
+
+	(void)state;
+	for (double j = 0; j < 1; j += 0.1) {
+		oauth_pace_init(&p, 0);
+		p.streak = 3;                           /* next: ceiling 8 s */
+		int64_t d = oauth_pace_failure(&p, 0, -1, j);
+		assert_true(d >= 4000 && d <= 8000);
+	}
+}
+
+static void test_pace_retry_after_wins_when_longer(void **state)
+{
+	struct oauth_pace p;
+
+	(void)state;
+	oauth_pace_init(&p, 5000);
+	oauth_pace_attempt(&p, 100);
+	assert_int_equal(oauth_pace_failure(&p, 200, 4000, 0.0), 4000);
+	assert_int_equal(oauth_pace_earliest(&p), 5100);    /* min interval later */
+	oauth_pace_init(&p, 100);
+	oauth_pace_attempt(&p, 0);
+	assert_int_equal(oauth_pace_failure(&p, 0, 30000, 0.0), 30000);
+	assert_int_equal(oauth_pace_earliest(&p), 30000);
+	assert_int_equal(oauth_pace_failure(&p, 0, 10, 0.0), 1000);  /* backoff longer */
+	assert_int_equal(oauth_pace_earliest(&p), 30000);            /* never shortened */
+}
+
+static void test_retry_after_values(void **state)
+{
+	/* Sun, 06 Nov 1994 08:49:37 GMT */
+	int64_t t0 = 784111777LL * 1000;
+
+	(void)state;
+	assert_int_equal(oauth_retry_after_ms("4", 0), 4000);
+	assert_int_equal(oauth_retry_after_ms("0", 0), 0);
+	assert_int_equal(oauth_retry_after_ms("", 0), -1);
+	assert_int_equal(oauth_retry_after_ms(NULL, 0), -1);
+	assert_int_equal(oauth_retry_after_ms("4s", 0), -1);
+	assert_int_equal(oauth_retry_after_ms("-1", 0), -1);
+	assert_int_equal(oauth_retry_after_ms("99999999999999999999", 0), OAUTH_RETRY_AFTER_CAP_MS);
+	assert_int_equal(oauth_retry_after_ms("Sun, 06 Nov 1994 08:49:41 GMT", t0), 4000);
+	assert_int_equal(oauth_retry_after_ms("Sunday, 06-Nov-94 08:49:47 GMT", t0), 10000);
+	assert_int_equal(oauth_retry_after_ms("Sun Nov  6 08:49:39 1994", t0), 2000);
+	assert_int_equal(oauth_retry_after_ms("Sun, 06 Nov 1994 08:49:30 GMT", t0), 0); /* past */
+	assert_int_equal(oauth_retry_after_ms("Sun, 06 Nov 2994 08:49:30 GMT", t0),
+			 OAUTH_RETRY_AFTER_CAP_MS);
+	assert_int_equal(oauth_retry_after_ms("tomorrow", t0), -1);
+}
+
+static void test_refresh_at_short_tokens_used_until_expiry(void **state)
+{
+	(void)state;
+	assert_int_equal(oauth_refresh_at(1000, 300000, 30000), 1000 + 270000);
+	assert_int_equal(oauth_refresh_at(1000, 1000, 30000), 2000);     /* expires_in=1 */
+	assert_int_equal(oauth_refresh_at(1000, 30000, 30000), 31000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -218,6 +333,13 @@ int main(void)
 		cmocka_unit_test(test_token_type_normalised),
 		cmocka_unit_test(test_form_body),
 		cmocka_unit_test(test_new_rejects_bad_opts),
+		cmocka_unit_test(test_backoff_ceiling_doubles_to_cap),
+		cmocka_unit_test(test_pace_min_interval_however_often_rejected),
+		cmocka_unit_test(test_pace_backoff_is_not_reset_by_a_fetch),
+		cmocka_unit_test(test_pace_jitter_range),
+		cmocka_unit_test(test_pace_retry_after_wins_when_longer),
+		cmocka_unit_test(test_retry_after_values),
+		cmocka_unit_test(test_refresh_at_short_tokens_used_until_expiry),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
