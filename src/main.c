@@ -233,7 +233,7 @@ static int open_spool(struct agent *ag)
 		.max_bytes = s->max_bytes, .max_age_ms = s->max_age_ms,
 		/* "block" is handled in append(): the spool itself rejects. */
 		.on_full = s->on_full == SPOOL_FULL_BLOCK ? SPOOL_FULL_REJECT_NEWEST : s->on_full,
-		.segment_bytes = s->segment_bytes,
+		.segment_bytes = s->segment_bytes, .reserve_bytes = s->reserve_bytes,
 	};
 	char path[4096];
 
