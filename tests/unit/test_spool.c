@@ -16,8 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -497,6 +499,393 @@ static void test_torn_ack_log(void **state)
 	assert_int_equal((file_size(path) - 8) % 12, 0);     /* header + whole entries */
 }
 
+/* ---------------------------------------------------------------- damage */
+
+/* stderr into a temporary file, to assert on log lines. */
+static int cap_saved = -1, cap_fd = -1;
+static char cap_path[64];
+
+static void capture_begin(void)
+{
+	strcpy(cap_path, "/tmp/m2z-log-XXXXXX");
+	cap_fd = mkstemp(cap_path);
+	assert_true(cap_fd >= 0);
+	cap_saved = dup(2);
+	assert_true(dup2(cap_fd, 2) == 2);
+}
+
+/* The captured text (free it). */
+static char *capture_end(void)
+{
+	size_t n;
+	char *t, *s;
+
+	dup2(cap_saved, 2);
+	close(cap_saved);
+	close(cap_fd);
+	t = read_file(cap_path, &n);
+	unlink(cap_path);
+	s = malloc(n + 1);
+	memcpy(s, t, n);
+	s[n] = 0;
+	free(t);
+	return s;
+}
+
+static int count_str(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	return n;
+}
+
+/* Remove every file of DIR (the spool is closed). */
+static void clear_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char p[512];
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		unlink(p);
+	}
+	closedir(d);
+}
+
+/* Read every record "rec-N" (N < max) into SEEN, checking append order;
+ * returns how many came. */
+static int drain(struct spool *sp, bool *seen, int max)
+{
+	struct spool_rec *r;
+	int n = 0, last = -1;
+
+	while (spool_next(sp, 0, &r) == 0) {
+		int k = atoi((const char *)r->data + 4);
+		assert_true(k > last && k < max);
+		last = k;
+		seen[k] = true;
+		n++;
+		spool_rec_free(r);
+	}
+	return n;
+}
+
+#define REC (60 + FRAME)
+
+/* 15 records "rec-0".."rec-14" in three segments 1, 6, 11 of 5 each. */
+static void build_three(struct fx *f)
+{
+	struct spool *sp;
+
+	f->o.segment_bytes = 5 * REC;
+	sp = sp_open(f);
+	for (int i = 0; i < 15; i++)
+		put(sp, i, 60);
+	spool_free(sp);
+	assert_int_equal(count_files(f->dir, ".seg"), 3);
+}
+
+static void flip_bit(const char *path, size_t off, int bit)
+{
+	int fd = open(path, O_RDWR);
+	uint8_t b;
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &b, 1, (off_t)off), 1);
+	b ^= (uint8_t)(1u << bit);
+	assert_int_equal(pwrite(fd, &b, 1, (off_t)off), 1);
+	close(fd);
+}
+
+/* Open, drain; every record but LOST (-1: none) must come, and CORRUPT
+ * must be the count of records lost. */
+static void expect_all_but(struct fx *f, int n, int lost, uint64_t corrupt)
+{
+	struct spool *sp = sp_open(f);
+	struct spool_stats st;
+	bool seen[64] = { false };
+
+	spool_get_stats(sp, &st);
+	assert_int_equal(st.corrupt, corrupt);
+	assert_int_equal(drain(sp, seen, n), lost >= 0 ? n - 1 : n);
+	for (int i = 0; i < n; i++)
+		assert_true(seen[i] == (i != lost));
+	spool_free(sp);
+}
+
+/* One bit flipped at every offset of a completed segment: exactly the
+ * record holding it is lost (counted once), every other one comes out,
+ * and the next open reports nothing new. */
+static void test_flip_every_offset_segment(void **state)
+{
+	struct fx *f = *state;
+	char p1[512], p6[512], p11[512];
+	size_t n1, n6, n11;
+	uint8_t *i1, *i6, *i11;
+
+	build_three(f);
+	seg_name(f, 1, p1, sizeof(p1));
+	seg_name(f, 6, p6, sizeof(p6));
+	seg_name(f, 11, p11, sizeof(p11));
+	i1 = read_file(p1, &n1);
+	i6 = read_file(p6, &n6);
+	i11 = read_file(p11, &n11);
+	capture_begin();
+	for (size_t off = 0; off < n6; off++) {
+		clear_dir(f->dir);
+		write_file(p1, i1, n1);
+		write_file(p6, i6, n6);
+		write_file(p11, i11, n11);
+		flip_bit(p6, off, (int)(off % 8));
+		expect_all_but(f, 15, 5 + (int)(off / REC), 1);
+		if (off % 29 == 0)      /* reported once, still delivered */
+			expect_all_but(f, 15, 5 + (int)(off / REC), 0);
+	}
+	free(capture_end());
+	free(i1);
+	free(i6);
+	free(i11);
+}
+
+/* Flips in the first records of the write segment too (the last record of
+ * a write segment is a torn tail, indistinguishable from a crash). */
+static void test_flip_write_segment(void **state)
+{
+	struct fx *f = *state;
+	char p[512];
+	size_t n;
+	uint8_t *img;
+	struct spool *sp = sp_open(f);
+
+	for (int i = 0; i < 6; i++)
+		put(sp, i, 60);
+	spool_free(sp);
+	seg_name(f, 1, p, sizeof(p));
+	img = read_file(p, &n);
+	capture_begin();
+	for (size_t off = 0; off < 5 * REC; off += 7) {
+		clear_dir(f->dir);
+		write_file(p, img, n);
+		flip_bit(p, off, (int)(off % 8));
+		expect_all_but(f, 6, (int)(off / REC), 1);
+	}
+	free(capture_end());
+	free(img);
+}
+
+/* Bit flips at every offset of an ack log: a damaged entry's record comes
+ * again (at-least-once), no other acknowledged record does, nothing is
+ * counted as lost. */
+static void test_flip_every_offset_ack_log(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = sp_open(f);
+	char sp_path[512], ack[512];
+	uint64_t seqs[10];
+	size_t n_seg, n_ack;
+	uint8_t *seg, *img;
+
+	for (int i = 0; i < 10; i++)
+		seqs[i] = put(sp, i, 60);
+	for (int i = 0; i < 10; i++)
+		expect(sp, i);
+	for (int i = 0; i < 10; i += 2)
+		spool_ack(sp, seqs[i]);
+	spool_free(sp);
+	seg_name(f, 1, sp_path, sizeof(sp_path));
+	snprintf(ack, sizeof(ack), "%s/%020d.ack", f->dir, 1);
+	seg = read_file(sp_path, &n_seg);
+	img = read_file(ack, &n_ack);
+	assert_int_equal(n_ack, 8 + 5 * 12);
+	assert_memory_equal(img, "M2ZACK\x02\n", 8);
+	capture_begin();
+	for (size_t off = 0; off < n_ack; off++) {
+		bool seen[10] = { false };
+		int evens = 0;
+		struct spool_stats st;
+
+		clear_dir(f->dir);
+		write_file(sp_path, seg, n_seg);
+		write_file(ack, img, n_ack);
+		flip_bit(ack, off, (int)(off % 8));
+		sp = sp_open(f);
+		drain(sp, seen, 10);
+		spool_get_stats(sp, &st);
+		spool_free(sp);
+		assert_int_equal(st.corrupt, 0);
+		for (int i = 0; i < 10; i++) {
+			if (i % 2)
+				assert_true(seen[i]);
+			else
+				evens += seen[i];
+		}
+		/* Header damage is survived; an entry's damage redelivers it. */
+		assert_int_equal(evens, off < 8 ? 0 : 1);
+		if (off >= 8)
+			assert_true(seen[2 * ((off - 8) / 12)]);
+	}
+	free(capture_end());
+	free(seg);
+	free(img);
+}
+
+/* 0.1.0's headerless ack log is read and appended in its own form. */
+static void test_legacy_ack_log(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = sp_open(f);
+	char ack[512];
+	uint8_t old[16] = { 1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0 };
+
+	for (int i = 0; i < 4; i++)
+		put(sp, i, 30);
+	spool_free(sp);
+	snprintf(ack, sizeof(ack), "%s/%020d.ack", f->dir, 1);
+	write_file(ack, old, sizeof(old));
+	sp = sp_open(f);
+	assert_int_equal(expect(sp, 1), 2);
+	spool_ack(sp, 2);
+	expect(sp, 3);
+	expect_empty(sp);
+	spool_free(sp);
+	assert_int_equal(file_size(ack), 24);
+	sp = sp_open(f);
+	expect(sp, 3);
+	expect_empty(sp);
+	spool_free(sp);
+}
+
+/* A middle segment deleted, emptied or cut: the records it held are
+ * counted and logged once, with their range; the others all come. */
+static void test_middle_segment_lost(void **state)
+{
+	struct fx *f = *state;
+	char p6[512];
+	static const struct { int mode; uint64_t lost; } cases[] = { { 0, 5 }, { 1, 5 }, { 2, 3 } };
+
+	build_three(f);
+	seg_name(f, 6, p6, sizeof(p6));
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct spool *sp;
+		struct spool_stats st;
+		bool seen[15] = { false };
+		char *log;
+		int n;
+
+		if (c > 0) {
+			clear_dir(f->dir);
+			build_three(f);
+		}
+		if (cases[c].mode == 0)
+			assert_int_equal(unlink(p6), 0);
+		else
+			assert_int_equal(truncate(p6, cases[c].mode == 1 ? 0 : 2 * REC + 10), 0);
+		capture_begin();
+		sp = sp_open(f);
+		spool_get_stats(sp, &st);
+		n = drain(sp, seen, 15);
+		spool_free(sp);
+		log = capture_end();
+		assert_int_equal(st.corrupt, cases[c].lost);
+		assert_int_equal(n, 15 - (int)cases[c].lost);
+		for (int i = 0; i < 15; i++)
+			assert_true(seen[i] == (i < 10 - (int)cases[c].lost || i >= 10));
+		assert_non_null(strstr(log, cases[c].lost == 5 ? "records 6..10 (5) are missing" :
+				       "records 8..10 (3) are missing"));
+		free(log);
+		/* Reported once: the next open counts nothing. */
+		sp = sp_open(f);
+		spool_get_stats(sp, &st);
+		assert_int_equal(st.corrupt, 0);
+		memset(seen, 0, sizeof(seen));
+		assert_int_equal(drain(sp, seen, 15), n);
+		spool_free(sp);
+	}
+}
+
+/* A middle segment fully acknowledged and deleted is no damage; its
+ * marker goes when the older segments go. */
+static void test_middle_segment_acked(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp;
+	struct spool_stats st;
+	uint64_t seqs[15];
+
+	build_three(f);
+	sp = sp_open(f);
+	for (int i = 0; i < 15; i++)
+		seqs[i] = expect(sp, i);
+	for (int i = 5; i < 10; i++)
+		spool_ack(sp, seqs[i]);
+	spool_free(sp);
+	assert_int_equal(count_files(f->dir, ".seg"), 2);
+	assert_int_equal(count_files(f->dir, ".del"), 1);
+	sp = sp_open(f);
+	spool_get_stats(sp, &st);
+	assert_int_equal(st.corrupt, 0);
+	assert_int_equal(st.records, 10);
+	for (int i = 0; i < 5; i++)
+		spool_ack(sp, seqs[i]);
+	spool_free(sp);
+	assert_int_equal(count_files(f->dir, ".del"), 0);
+	sp = sp_open(f);
+	spool_get_stats(sp, &st);
+	assert_int_equal(st.corrupt, 0);
+	for (int i = 10; i < 15; i++)
+		expect(sp, i);
+	expect_empty(sp);
+	spool_free(sp);
+}
+
+/* A 20-digit name over 2^64-1 is ignored with a warning, never parsed
+ * into a wrong number. */
+static void test_name_overflow(void **state)
+{
+	struct fx *f = *state;
+	char p[512], *log;
+	struct spool *sp;
+
+	snprintf(p, sizeof(p), "%s/99999999999999999999.seg", f->dir);
+	write_file(p, "junk", 4);
+	capture_begin();
+	sp = sp_open(f);
+	put(sp, 0, 30);
+	expect(sp, 0);
+	spool_free(sp);
+	log = capture_end();
+	assert_non_null(strstr(log, "99999999999999999999.seg: number out of range"));
+	free(log);
+	assert_int_equal(file_size(p), 4);
+	seg_name(f, 1, p, sizeof(p));
+	assert_int_equal(file_size(p), 30 + FRAME);
+}
+
+static void test_dir_is_a_file(void **state)
+{
+	struct fx *f = *state;
+	struct spool_opts o = f->o;
+	struct spool *sp = (struct spool *)1;
+	char p[512], *log;
+
+	snprintf(p, sizeof(p), "%s/file", f->dir);
+	write_file(p, "x", 1);
+	o.dir = p;
+	capture_begin();
+	assert_int_equal(spool_open(&o, &sp), M2Z_ERR_IO);
+	log = capture_end();
+	assert_null(sp);
+	assert_non_null(strstr(log, "is not a directory"));
+	assert_null(strstr(log, "File exists"));
+	free(log);
+}
+
 /* ---------------------------------------------------------------- bounds */
 
 struct appender {
@@ -721,6 +1110,226 @@ static void test_dir_mode_and_lock(void **state)
 	assert_int_equal(st.st_mode & 0777, 0700);
 	expect(sp, 0);
 	spool_free(sp);
+}
+
+/* ---------------------------------------------------------------- disk */
+
+static uint64_t dir_bytes(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	struct stat st;
+	char p[512];
+	uint64_t n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		if (e->d_name[0] != '.' && stat(p, &st) == 0 && S_ISREG(st.st_mode))
+			n += (uint64_t)st.st_size;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Delivered data does not stay on disk: with a 16 MiB segment size, a
+ * drained spool holds less than 64 KiB (+ its ack log), and a restart
+ * brings nothing back. */
+static void test_reclaim(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp;
+	uint64_t written = 0, peak = 0;
+	int n = 0;
+
+	f->o.segment_bytes = 16u << 20;
+	sp = sp_open(f);
+	for (int round = 0; round < 40; round++) {
+		uint64_t seqs[100];
+		for (int i = 0; i < 100; i++)
+			seqs[i] = put(sp, n + i, 200);
+		for (int i = 0; i < 100; i++)
+			expect(sp, n + i);
+		for (int i = 0; i < 100; i++)
+			assert_int_equal(spool_ack(sp, seqs[i]), 0);
+		n += 100;
+		written += 100 * (200 + FRAME);
+		uint64_t b = dir_bytes(f->dir);
+		if (b > peak)
+			peak = b;
+	}
+	spool_sync(sp);
+	printf("reclaim: %" PRIu64 " bytes appended and acked, %" PRIu64 " on disk after, peak %"
+	       PRIu64 "\n", written, dir_bytes(f->dir), peak);
+	assert_true(dir_bytes(f->dir) < 64 * 1024 + 8 * 1024);
+	assert_true(peak < 64 * 1024 + 100 * (200 + FRAME) + 8 * 1024);
+	spool_free(sp);
+	sp = sp_open(f);
+	expect_empty(sp);
+	spool_free(sp);
+}
+
+/* A write that fails half way (RLIMIT_FSIZE: EFBIG after a short write)
+ * leaves no partial frame, is logged once for the episode, and the same
+ * append succeeds once the limit is lifted. */
+static void test_write_failure_retry(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp = sp_open(f);
+	struct rlimit old, lim;
+	struct spool_stats st;
+	char p[512], b[60], *log;
+
+	signal(SIGXFSZ, SIG_IGN);
+	for (int i = 0; i < 3; i++)
+		put(sp, i, 60);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 3 * REC + 50;    /* the next frame stops after 50 bytes */
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+	memset(b, 'x', sizeof(b));
+	snprintf(b, sizeof(b), "rec-%d", 3);
+	capture_begin();
+	assert_int_equal(spool_append(sp, b, sizeof(b), NULL), M2Z_ERR_IO);
+	assert_int_equal(spool_append(sp, b, sizeof(b), NULL), M2Z_ERR_IO);
+	seg_name(f, 1, p, sizeof(p));
+	assert_int_equal(file_size(p), 3 * REC);
+	assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+	assert_int_equal(spool_append(sp, b, sizeof(b), NULL), 0);
+	log = capture_end();
+	signal(SIGXFSZ, SIG_DFL);
+	assert_int_equal(count_str(log, "write to segment 1: File too large"), 1);
+	assert_int_equal(count_str(log, "spool writes work again"), 1);
+	free(log);
+	spool_free(sp);
+	sp = sp_open(f);
+	spool_get_stats(sp, &st);
+	assert_int_equal(st.cut_bytes, 0);
+	assert_int_equal(st.corrupt, 0);
+	for (int i = 0; i < 4; i++)
+		expect(sp, i);
+	expect_empty(sp);
+	spool_free(sp);
+}
+
+/* A small tmpfs at F->dir/mnt, or skip with the reason. */
+static void mount_small(struct fx *f, char *mnt, size_t cap)
+{
+	snprintf(mnt, cap, "%s/mnt", f->dir);
+	assert_int_equal(mkdir(mnt, 0700), 0);
+	if (geteuid() != 0) {
+		printf("skipped: not root, cannot mount a small tmpfs\n");
+		skip();
+	}
+	if (mount("tmpfs", mnt, "tmpfs", 0, "size=256k") < 0) {
+		printf("skipped: mount tmpfs: %s\n", strerror(errno));
+		skip();
+	}
+}
+
+static void fill(const char *path, size_t n)
+{
+	char *z = calloc(1, n);
+
+	write_file(path, z, n);
+	free(z);
+}
+
+/* Disk full: append fails with M2Z_ERR_IO, earlier records are intact,
+ * the same append works once space is freed. */
+static void test_disk_full(void **state)
+{
+	struct fx *f = *state;
+	struct spool_opts o = f->o;
+	struct spool *sp;
+	struct spool_stats st;
+	char mnt[128], dir[160], filler[200], b[1000], *log;
+	int n = 0, rc;
+
+	mount_small(f, mnt, sizeof(mnt));
+	snprintf(dir, sizeof(dir), "%s/spool", mnt);
+	snprintf(filler, sizeof(filler), "%s/filler", mnt);
+	fill(filler, 64 * 1024);
+	o.dir = dir;
+	assert_int_equal(spool_open(&o, &sp), 0);
+	capture_begin();
+	for (;;) {
+		memset(b, 'x', sizeof(b));
+		snprintf(b, sizeof(b), "rec-%d", n);
+		if ((rc = spool_append(sp, b, sizeof(b), NULL)) != 0)
+			break;
+		n++;
+	}
+	assert_int_equal(rc, M2Z_ERR_IO);
+	assert_int_equal(spool_append(sp, b, sizeof(b), NULL), M2Z_ERR_IO);
+	assert_int_equal(unlink(filler), 0);
+	assert_int_equal(spool_append(sp, b, sizeof(b), NULL), 0);
+	log = capture_end();
+	assert_int_equal(count_str(log, "No space left on device"), 1);
+	free(log);
+	printf("disk full after %d records of 1000 bytes on a 256 KiB tmpfs\n", n);
+	assert_true(n > 100);
+	spool_free(sp);
+	assert_int_equal(spool_open(&o, &sp), 0);
+	spool_get_stats(sp, &st);
+	assert_int_equal(st.cut_bytes, 0);
+	assert_int_equal(st.corrupt, 0);
+	assert_int_equal(st.records, n + 1);
+	for (int i = 0; i <= n; i++)
+		expect(sp, i);
+	expect_empty(sp);
+	spool_free(sp);
+	assert_int_equal(umount2(mnt, MNT_DETACH), 0);
+}
+
+/* The reserve: appends report FULL (never IO) while free space stays
+ * above it, acknowledgements can still be written, and appends resume when
+ * space comes back. */
+static void test_reserve(void **state)
+{
+	struct fx *f = *state;
+	struct spool_opts o = f->o;
+	struct spool *sp;
+	struct statvfs vfs;
+	char mnt[128], dir[160], filler[200], b[1000], *log;
+	uint64_t seqs[16], free_b;
+	int n = 0, rc;
+
+	mount_small(f, mnt, sizeof(mnt));
+	snprintf(dir, sizeof(dir), "%s/spool", mnt);
+	snprintf(filler, sizeof(filler), "%s/filler", mnt);
+	fill(filler, 32 * 1024);
+	o.dir = dir;
+	o.reserve_bytes = 96 * 1024;
+	o.on_full = SPOOL_FULL_REJECT_NEWEST;
+	assert_int_equal(spool_open(&o, &sp), 0);
+	capture_begin();
+	for (;;) {
+		memset(b, 'x', sizeof(b));
+		snprintf(b, sizeof(b), "rec-%d", n);
+		if ((rc = spool_append(sp, b, sizeof(b), n < 16 ? &seqs[n] : NULL)) != 0)
+			break;
+		n++;
+	}
+	assert_int_equal(rc, M2Z_ERR_FULL);
+	assert_int_equal(statvfs(mnt, &vfs), 0);
+	free_b = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	printf("reserve 96 KiB: full after %d records, %" PRIu64 " bytes free\n", n, free_b);
+	assert_true(free_b + 8192 >= o.reserve_bytes);
+	for (int i = 0; i < 16; i++) {
+		expect(sp, i);
+		assert_int_equal(spool_ack(sp, seqs[i]), 0);
+	}
+	assert_int_equal(spool_sync(sp), 0);
+	assert_int_equal(spool_append(sp, b, sizeof(b), NULL), M2Z_ERR_FULL);
+	assert_int_equal(unlink(filler), 0);
+	assert_int_equal(spool_append(sp, b, sizeof(b), NULL), 0);
+	log = capture_end();
+	assert_int_equal(count_str(log, "below the reserve"), 1);
+	assert_null(strstr(log, "No space left"));
+	free(log);
+	spool_free(sp);
+	assert_int_equal(umount2(mnt, MNT_DETACH), 0);
 }
 
 /* ---------------------------------------------------------------- concurrency */
@@ -1038,6 +1647,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_zero_tail, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crc_flip_middle_segment, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torn_ack_log, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flip_every_offset_segment, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flip_write_segment, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flip_every_offset_ack_log, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_legacy_ack_log, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_middle_segment_lost, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_middle_segment_acked, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_name_overflow, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_dir_is_a_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_block, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_block_write_segment_acked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_drop_oldest, setup, teardown),
@@ -1045,6 +1662,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_max_age, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dir_mode_and_lock, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reclaim, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_write_failure_retry, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reserve, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_wakes_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill9, setup, teardown),
