@@ -473,6 +473,8 @@ static void del_prune(struct spool *sp)
 			log_warn("unlink %s: %s", path, strerror(errno));
 		k++;
 	}
+	if (k == 0)
+		return;
 	memmove(sp->dels, sp->dels + k, (sp->n_dels - k) * sizeof(*sp->dels));
 	sp->n_dels -= k;
 }
