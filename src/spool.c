@@ -278,6 +278,8 @@ struct spool {
 	unsigned n_blocked;
 	bool warned_full;
 	bool io_failing;        /* an append failed; logged, not yet recovered */
+	bool ack_failing;       /* the same for ack log writes */
+	bool sync_failing;      /* and for group-commit fsyncs */
 	bool w_sealed;          /* write segment has bytes past w->size: roll */
 	uint64_t free_est;      /* free bytes on the filesystem, estimated */
 	uint64_t since_statvfs; /* bytes written since free_est was measured */
@@ -544,12 +546,19 @@ static int seg_flush_acks(struct spool *sp, struct seg *g)
 		for (size_t i = 0; i < k; i++)
 			n += ack_encode(g, chunk + n, g->pend[done + i]);
 		if (write_all(g->ack_fd, chunk, n) < 0) {
-			log_err("write of ack log for segment %" PRIu64 ": %s",
-				g->first_seq, strerror(errno));
+			/* Kept pending and written again later; a torn entry
+			 * is skipped at the next open. Logged once. */
+			if (!sp->ack_failing)
+				log_err("write of ack log for segment %" PRIu64 ": %s; retried",
+					g->first_seq, strerror(errno));
+			sp->ack_failing = true;
 			return M2Z_ERR_IO;
 		}
 		done += k;
 	}
+	if (sp->ack_failing)
+		log_info("ack log writes work again");
+	sp->ack_failing = false;
 	g->n_pend = 0;
 	g->ack_dirty = true;
 	return 0;
@@ -1388,7 +1397,7 @@ fail:
 static void group_commit(struct spool *sp)
 {
 	int fds[64];
-	int n = 0;
+	int n = 0, err = 0;
 
 	flush_all_acks(sp);
 	if (sp->o.sync != SPOOL_SYNC_GROUP)
@@ -1412,10 +1421,16 @@ static void group_commit(struct spool *sp)
 	pthread_mutex_unlock(&sp->mu);
 	for (int i = 0; i < n; i++) {
 		if (do_fdatasync(fds[i]) < 0)
-			log_err("group commit fdatasync: %s", strerror(errno));
+			err = errno;
 		close(fds[i]);
 	}
 	pthread_mutex_lock(&sp->mu);
+	/* Once per episode, not every group_commit_ms. */
+	if (err && !sp->sync_failing)
+		log_err("group commit fdatasync: %s", strerror(err));
+	else if (!err && sp->sync_failing)
+		log_info("group commit fdatasync works again");
+	sp->sync_failing = err != 0;
 }
 
 static void *group_thread(void *arg)
