@@ -1564,7 +1564,7 @@ static void measure_open(struct fx *f, const char *label)
 		struct spool_stats st;
 		struct spool_rec *r;
 		long r0 = rss_kib();
-		double t0 = now_s(), t1, t2;
+		double t0 = now_s(), t1, t2, tf = 0;
 		uint64_t n = 0;
 		if (spool_open(&f->o, &sp) != 0)
 			_exit(1);
@@ -1572,14 +1572,16 @@ static void measure_open(struct fx *f, const char *label)
 		spool_get_stats(sp, &st);
 		long r1 = rss_kib();
 		while (spool_next(sp, 0, &r) == 0) {
+			if (n == 0)
+				tf = now_s();
 			spool_ack(sp, r->seq);
 			spool_rec_free(r);
 			n++;
 		}
 		t2 = now_s();
-		print_message("replay %s: %" PRIu64 " records, %.1f MB: open %.3f s, "
-			      "RSS %ld -> %ld KiB (+%ld); drain+ack %" PRIu64 " in %.2f s, "
-			      "RSS %ld KiB\n", label, st.records, st.bytes / 1e6, t1 - t0,
+		print_message("replay %s: %" PRIu64 " records, %.1f MB: open %.3f s, first record "
+			      "%.3f s, RSS %ld -> %ld KiB (+%ld); drain+ack %" PRIu64 " in %.2f s, "
+			      "RSS %ld KiB\n", label, st.records, st.bytes / 1e6, t1 - t0, tf - t0,
 			      r0, r1, r1 - r0, n, t2 - t1, rss_kib());
 		spool_free(sp);
 		_exit(n == st.records ? 0 : 2);
@@ -1605,6 +1607,32 @@ static void evict_cache(const char *dir)
 		}
 	}
 	closedir(d);
+}
+
+/* Start-up with a 256 MiB backlog (issue 12 item 4): M2Z_SLOW_TESTS=1, or
+ * alone with M2Z_OPEN_BENCH=1 (runs only this test). */
+static void test_open_256mib(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp;
+	char b[200];
+	const uint64_t target = 256ull << 20;
+
+	if (!getenv("M2Z_SLOW_TESTS") && !getenv("M2Z_OPEN_BENCH")) {
+		skip();
+		return;
+	}
+	f->o.segment_bytes = 16 << 20;
+	memset(b, 'p', sizeof(b));
+	for (int round = 0; round < 2; round++) {
+		sp = sp_open(f);
+		for (uint64_t done = 0; done < target; done += sizeof(b) + FRAME)
+			assert_int_equal(spool_append(sp, b, sizeof(b), NULL), 0);
+		spool_free(sp);
+		if (round == 1)
+			evict_cache(f->dir);
+		measure_open(f, round == 0 ? "256 MiB, warm cache" : "256 MiB, cold cache");
+	}
 }
 
 static void test_slow_measurements(void **state)
@@ -1677,8 +1705,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_wakes_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill9, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_256mib, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_measurements, setup, teardown),
 	};
 
+	if (getenv("M2Z_OPEN_BENCH"))
+		cmocka_set_test_filter("test_open_256mib");
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
