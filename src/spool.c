@@ -10,6 +10,14 @@
  *                             per record acknowledged (or dropped or lost);
  *                             0.1.0 wrote bare u64 seqs without a header:
  *                             such a log is read and appended in that form
+ *   NNNNNNNNNNNNNNNNNNNN.idx  written when a segment is sealed: IDX_MAGIC,
+ *                             u64 first seq, u64 count, u64 size, i64 first
+ *                             append ms, u32 n, n x [u64 from, to, lost_from,
+ *                             lost_to] damaged ranges, u32 crc32c of all
+ *                             before. If it checks out and the .seg has that
+ *                             size, open trusts it instead of re-reading
+ *                             every record's CRC (each record's CRC is still
+ *                             checked when it is read for delivery)
  *   NNNNNNNNNNNNNNNNNNNN.del  empty: the segment of that name was deleted
  *                             on purpose while an older one was live, so
  *                             the sequence gap after it is no damage
@@ -69,6 +77,10 @@
 #define RECLAIM_BYTES (64u * 1024u)     /* roll a fully acked write segment */
 #define STATVFS_EVERY (64u * 1024u)     /* bytes written between free-space checks */
 #define RESERVE_WAIT_MS 1000    /* BLOCK under the reserve: re-check period */
+#define IDX_MAGIC "M2ZIDX1\n"
+#define IDX_FIXED 44u           /* magic + first + count + size + first_ms + n */
+#define IDX_SKIP 32u
+#define IDX_MAX_SKIPS 65536u
 
 /* ---------------------------------------------------------------- CRC-32C */
 
@@ -681,6 +693,9 @@ static void seg_delete(struct spool *sp, struct seg *g)
 	seg_path(sp, path, sizeof(path), g->first_seq, "ack");
 	if (unlink(path) < 0 && errno != ENOENT)
 		log_err("unlink %s: %s", path, strerror(errno));
+	seg_path(sp, path, sizeof(path), g->first_seq, "idx");
+	if (unlink(path) < 0 && errno != ENOENT)
+		log_err("unlink %s: %s", path, strerror(errno));
 	if (idx == 0)
 		del_prune(sp);
 	sync_dir(sp);
@@ -792,12 +807,14 @@ static const char *frame_at(struct rdbuf *rd, uint64_t off, uint64_t fsize, uint
  * more per FRAME_OVERHEAD bytes skipped, since no frame is shorter).
  * Returns 1 with *AT and *FR set, 0 if none, M2Z_ERR_IO. */
 static int resync(struct rdbuf *rd, uint64_t from, uint64_t fsize, uint64_t expect,
-		  uint64_t *at, struct frame *fr)
+		  uint64_t last, uint64_t *at, struct frame *fr)
 {
 	int rc = 0;
 
 	for (uint64_t p = from + 1; p + FRAME_OVERHEAD <= fsize; p++) {
 		uint64_t max = expect + (p - from) / FRAME_OVERHEAD;
+		if (max > last)
+			max = last;
 		if (frame_at(rd, p, fsize, expect, max, fr, &rc) == NULL) {
 			*at = p;
 			return 1;
@@ -838,7 +855,7 @@ static int walk_frames(struct rdbuf *rd, struct seg *g, uint64_t fsize, uint64_t
 		if ((*why = frame_at(rd, off, fsize, expect, expect, &fr, &rc)) != NULL) {
 			if (rc < 0)
 				return rc;
-			if ((r = resync(rd, off, fsize, expect, &at, &fr)) <= 0) {
+			if ((r = resync(rd, off, fsize, expect, UINT64_MAX, &at, &fr)) <= 0) {
 				if (r < 0)
 					return r;
 				break;          /* nothing valid follows: a tail to cut */
@@ -853,6 +870,108 @@ static int walk_frames(struct rdbuf *rd, struct seg *g, uint64_t fsize, uint64_t
 	}
 	*end = off;
 	return 0;
+}
+
+/* Seal G: write its index so the next open need not re-read every CRC.
+ * Best effort: without it (or if torn) the next open scans. Not fsynced:
+ * a lost index costs a scan, and a torn one fails its CRC. */
+static void idx_write(struct spool *sp, const struct seg *g)
+{
+	char path[PATH_MAX];
+	size_t n = IDX_FIXED + g->n_skips * IDX_SKIP + 4;
+	uint8_t *b = malloc(n), *p;
+	int fd;
+
+	if (!b || g->n_skips > IDX_MAX_SKIPS) {
+		free(b);
+		return;
+	}
+	memcpy(b, IDX_MAGIC, 8);
+	put_le64(b + 8, g->first_seq);
+	put_le64(b + 16, g->count);
+	put_le64(b + 24, g->size);
+	put_le64(b + 32, (uint64_t)g->first_ms);
+	put_le32(b + 40, (uint32_t)g->n_skips);
+	p = b + IDX_FIXED;
+	for (size_t i = 0; i < g->n_skips; i++, p += IDX_SKIP) {
+		put_le64(p, g->skips[i].from);
+		put_le64(p + 8, g->skips[i].to);
+		put_le64(p + 16, g->skips[i].lost_from);
+		put_le64(p + 24, g->skips[i].lost_to);
+	}
+	put_le32(p, crc32c(0, b, n - 4));
+	seg_path(sp, path, sizeof(path), g->first_seq, "idx");
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write_all(fd, b, n) < 0) {
+		log_warn("index %s: %s (the next start scans the segment)", path, strerror(errno));
+		if (fd >= 0)
+			unlink(path);
+	}
+	if (fd >= 0)
+		close(fd);
+	free(b);
+}
+
+/* Check one damaged range of an index against G (count and size set). */
+static bool idx_skip_ok(const struct seg *g, const uint8_t *p, uint64_t prev_to, struct skip *k)
+{
+	k->from = get_le64(p);
+	k->to = get_le64(p + 8);
+	k->lost_from = get_le64(p + 16);
+	k->lost_to = get_le64(p + 24);
+	return k->from >= prev_to && k->from < k->to && k->to + FRAME_OVERHEAD <= g->size &&
+	       k->lost_from >= g->first_seq && k->lost_from <= k->lost_to &&
+	       k->lost_to < g->first_seq + g->count;
+}
+
+/* Load G's index if it is intact and matches a segment file of FSIZE
+ * bytes: 1 loaded, 0 absent or not trusted (then scan). */
+static int idx_load(struct spool *sp, struct seg *g, uint64_t fsize)
+{
+	char path[PATH_MAX];
+	uint8_t *b = NULL;
+	struct stat st;
+	uint64_t n_skips, prev_to = 0;
+	int fd, ok = 0;
+
+	seg_path(sp, path, sizeof(path), g->first_seq, "idx");
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	if (fstat(fd, &st) < 0 || st.st_size < (off_t)(IDX_FIXED + 4) ||
+	    st.st_size > (off_t)(IDX_FIXED + 4 + IDX_MAX_SKIPS * IDX_SKIP) ||
+	    !(b = malloc((size_t)st.st_size)) ||
+	    pread(fd, b, (size_t)st.st_size, 0) != (ssize_t)st.st_size)
+		goto out;
+	n_skips = get_le32(b + 40);
+	if (memcmp(b, IDX_MAGIC, 8) != 0 || (uint64_t)st.st_size != IDX_FIXED + n_skips * IDX_SKIP + 4 ||
+	    crc32c(0, b, (size_t)st.st_size - 4) != get_le32(b + st.st_size - 4) ||
+	    get_le64(b + 8) != g->first_seq || get_le64(b + 24) != fsize)
+		goto out;
+	g->count = get_le64(b + 16);
+	g->size = fsize;
+	g->first_ms = (int64_t)get_le64(b + 32);
+	if (g->count > fsize / FRAME_OVERHEAD || (g->count == 0) != (fsize == 0) ||
+	    !(g->skips = calloc(n_skips ? n_skips : 1, sizeof(*g->skips))))
+		goto out;
+	for (uint64_t i = 0; i < n_skips; i++, g->n_skips++) {
+		if (!idx_skip_ok(g, b + IDX_FIXED + i * IDX_SKIP, prev_to, &g->skips[i]))
+			goto out;
+		prev_to = g->skips[i].to;
+	}
+	ok = 1;
+out:
+	if (!ok) {
+		if (b)
+			log_warn("index %s does not match its segment; scanning it", path);
+		g->count = g->size = 0;
+		g->first_ms = 0;
+		free(g->skips);
+		g->skips = NULL;
+		g->n_skips = 0;
+	}
+	free(b);
+	close(fd);
+	return ok;
 }
 
 /* Count G's valid records; skip damage inside, cut whatever follows the
@@ -874,6 +993,8 @@ static int scan_segment(struct spool *sp, struct seg *g, bool last, uint8_t *buf
 		goto out;
 	}
 	fsize = (uint64_t)st.st_size;
+	if (!last && idx_load(sp, g, fsize))
+		goto out;       /* sealed and intact: records are checked when read */
 	if ((rc = walk_frames(&rd, g, fsize, &off, &why)) < 0) {
 		if (rc == M2Z_ERR_IO)
 			log_err("read %s: %s", path, strerror(errno));
@@ -899,6 +1020,8 @@ static int scan_segment(struct spool *sp, struct seg *g, bool last, uint8_t *buf
 		}
 		sp->cut_bytes += cut;
 	}
+	if (!last && g->count > 0)
+		idx_write(sp, g);       /* the next open need not scan it again */
 out:
 	if (rd.fd >= 0)
 		close(rd.fd);
@@ -1110,7 +1233,7 @@ static int name_of(const struct spool *sp, const char *name, const char *ext, ui
 }
 
 /* Sorted first seqs of *.seg files and of .del markers (into sp->dels);
- * orphan *.ack files are removed. */
+ * orphan *.ack and *.idx files are removed. */
 static int list_segments(struct spool *sp, uint64_t **out, size_t *n_out)
 {
 	DIR *d = opendir(sp->dir);
@@ -1141,11 +1264,12 @@ static int list_segments(struct spool *sp, uint64_t **out, size_t *n_out)
 	if (sp->n_dels)
 		qsort(sp->dels, sp->n_dels, sizeof(*sp->dels), cmp_u64);
 	while ((e = readdir(d)) != NULL) {
-		if (name_of(sp, e->d_name, "ack", &first) < 0 ||
+		if ((name_of(sp, e->d_name, "ack", &first) < 0 &&
+		     name_of(sp, e->d_name, "idx", &first) < 0) ||
 		    (n && bsearch(&first, v, n, sizeof(*v), cmp_u64)))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", sp->dir, e->d_name);
-		log_info("removing orphan ack log %s", path);
+		log_info("removing orphan %s", path);
 		unlink(path);
 	}
 	closedir(d);
@@ -1627,6 +1751,8 @@ int spool_append(struct spool *sp, const void *rec, size_t len, uint64_t *seq_ou
 			goto out;
 		if (seg_done(old))
 			seg_delete(sp, old);
+		else
+			idx_write(sp, old);
 	}
 	if ((rc = write_record(sp, rec, len, wall_ms())) < 0)
 		goto out;
@@ -1648,11 +1774,14 @@ out:
 static void cut_cursor_seg(struct spool *sp, const char *why)
 {
 	struct seg *g = sp->cur;
-	uint64_t from_seq = sp->cur_seq;
+	uint64_t from_seq = sp->cur_seq, n = 0;
 
-	log_err("segment %" PRIu64 ": %s at offset %" PRIu64 "; dropping records %"
-		PRIu64 "..%" PRIu64, g->first_seq, why, sp->cur_off, from_seq,
-		g->first_seq + g->count - 1);
+	for (uint64_t s = from_seq; s < g->first_seq + g->count; s++)
+		n += !seg_is_acked(g, s);
+	if (n)          /* else reported before: all of them are marked done */
+		log_err("segment %" PRIu64 ": %s at offset %" PRIu64 ", no valid record after "
+			"it; %" PRIu64 " records lost (seq %" PRIu64 "..%" PRIu64 ")", g->first_seq,
+			why, sp->cur_off, n, from_seq, g->first_seq + g->count - 1);
 	sp->cur_off = g->size;
 	for (uint64_t s = from_seq; s < g->first_seq + g->count; s++) {
 		if (seg_is_acked(g, s))
@@ -1663,13 +1792,47 @@ static void cut_cursor_seg(struct spool *sp, const char *why)
 	}
 }
 
-/* Records [from, to) were lost to damage found at open, so marked done. */
-static bool skipped_done(const struct seg *g, uint64_t from, uint64_t to)
+/* Records [FROM, TO) of the cursor segment are not in its file: those
+ * not already done (damage found at open marks them) are counted, logged
+ * and marked done. Returns false if that completed and deleted the
+ * segment (the cursor moved on). */
+static bool lose_range(struct spool *sp, uint64_t from, uint64_t to, uint64_t off)
 {
+	struct seg *g = sp->cur;
+	uint64_t n = 0;
+
 	for (uint64_t s = from; s < to; s++)
-		if (!seg_is_acked(g, s))
-			return false;
+		n += !seg_is_acked(g, s);
+	if (n == 0)
+		return true;
+	sp->corrupt += n;
+	log_err("segment %0*" PRIu64 ".seg: damage at offset %" PRIu64 " found on read; %"
+		PRIu64 " records lost (seq %" PRIu64 "..%" PRIu64 "), the records after them "
+		"are kept", NAME_DIGITS, g->first_seq, off, n, from, to - 1);
+	for (uint64_t s = from; s < to; s++) {
+		if (!seg_is_acked(g, s) && (mark_done(sp, s) < 0 || sp->cur != g))
+			return sp->cur == g;
+	}
 	return true;
+}
+
+/* The frame at the cursor is damaged (a sealed segment opened from its
+ * index is not re-checked at open, or the medium changed since): move to
+ * the next valid frame as the open-time scan would, or give up the rest. */
+static void read_damage(struct spool *sp, const char *why)
+{
+	struct seg *g = sp->cur;
+	uint64_t at, off = sp->cur_off, from = sp->cur_seq;
+	struct frame fr;
+
+	if (resync(&sp->rd, off, g->size, from, g->first_seq + g->count - 1, &at, &fr) <= 0) {
+		cut_cursor_seg(sp, why);
+		return;
+	}
+	seg_add_skip(g, off, at, from, fr.seq);     /* for a rewind; best effort */
+	sp->cur_off = at;
+	sp->cur_seq = fr.seq;
+	lose_range(sp, from, fr.seq, off);
 }
 
 /* Read the record at the cursor. 1 = *out set, 0 = nothing more now. */
@@ -1712,8 +1875,8 @@ static int read_one(struct spool *sp, struct spool_rec **out)
 		len = get_le32(h);
 		seq = get_le64(h + 8);
 		if (len < BODY_HDR_LEN || off + HDR_LEN + len > g->size || seq < sp->cur_seq ||
-		    seq >= g->first_seq + g->count || !skipped_done(g, sp->cur_seq, seq)) {
-			cut_cursor_seg(sp, "bad frame");
+		    seq >= g->first_seq + g->count) {
+			read_damage(sp, "bad frame");
 			continue;
 		}
 		r = malloc(sizeof(*r) + len - BODY_HDR_LEN);
@@ -1726,7 +1889,11 @@ static int read_one(struct spool *sp, struct spool_rec **out)
 		if (rd_walk(&sp->rd, off + FRAME_OVERHEAD, r->len, r->data, &crc) < 0 ||
 		    crc != get_le32(h + 4)) {
 			free(r);
-			cut_cursor_seg(sp, "checksum mismatch on read");
+			read_damage(sp, "checksum mismatch on read");
+			continue;
+		}
+		if (seq > sp->cur_seq && !lose_range(sp, sp->cur_seq, seq, off)) {
+			free(r);
 			continue;
 		}
 		sp->cur_off = off + HDR_LEN + len;

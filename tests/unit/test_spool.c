@@ -465,19 +465,32 @@ static void test_crc_flip_middle_segment(void **state)
 	assert_int_equal(pwrite(fd, &b, 1, (off_t)(rec + FRAME + 20)), 1);
 	close(fd);
 
-	/* Only the damaged record is lost: the one after it is kept. */
+	/* Only the damaged record is lost: the one after it is kept. The
+	 * sealed segment opens from its index, so the damage is found when
+	 * the record is read. */
 	sp = sp_open(f);
 	struct spool_stats st;
 	spool_get_stats(sp, &st);
-	assert_int_equal(st.cut_bytes, rec);
-	assert_int_equal(st.corrupt, 1);
-	assert_int_equal(st.records, 8);
-	assert_int_equal(file_size(path), (off_t)(3 * rec));
+	assert_int_equal(st.corrupt, 0);
 	for (int i = 0; i < 9; i++)
 		if (i != 4)
 			expect(sp, i);
 	expect_empty(sp);
+	spool_get_stats(sp, &st);
+	assert_int_equal(st.corrupt, 1);
+	assert_int_equal(st.records, 8);
+	assert_int_equal(file_size(path), (off_t)(3 * rec));
 	spool_free(sp);
+	/* Without the index (a segment from 0.1.0), the scan at open finds it. */
+	snprintf(path, sizeof(path), "%s/%020d.idx", f->dir, 4);
+	assert_int_equal(unlink(path), 0);
+	sp = sp_open(f);
+	spool_get_stats(sp, &st);
+	assert_int_equal(st.cut_bytes, rec);
+	assert_int_equal(st.corrupt, 0);        /* reported by the first open */
+	assert_int_equal(st.records, 8);
+	spool_free(sp);
+	assert_int_equal(file_size(path), 48 + 32);     /* rewritten, with the damage */
 }
 
 static void test_torn_ack_log(void **state)
@@ -619,38 +632,89 @@ static void expect_all_but(struct fx *f, int n, int lost, uint64_t corrupt)
 	struct spool_stats st;
 	bool seen[64] = { false };
 
+	assert_int_equal(drain(sp, seen, n), lost >= 0 ? n - 1 : n);
 	spool_get_stats(sp, &st);
 	assert_int_equal(st.corrupt, corrupt);
-	assert_int_equal(drain(sp, seen, n), lost >= 0 ? n - 1 : n);
 	for (int i = 0; i < n; i++)
 		assert_true(seen[i] == (i != lost));
 	spool_free(sp);
 }
 
-/* One bit flipped at every offset of a completed segment: exactly the
- * record holding it is lost (counted once), every other one comes out,
- * and the next open reports nothing new. */
-static void test_flip_every_offset_segment(void **state)
+static void unlink_idx(const struct fx *f, uint64_t first)
+{
+	char p[512];
+
+	snprintf(p, sizeof(p), "%s/%020" PRIu64 ".idx", f->dir, first);
+	assert_int_equal(unlink(p), 0);
+}
+
+/* A damaged or mismatched index is not trusted: the segment is scanned. */
+static void test_flip_every_offset_index(void **state)
 {
 	struct fx *f = *state;
-	char p1[512], p6[512], p11[512];
-	size_t n1, n6, n11;
-	uint8_t *i1, *i6, *i11;
+	char p1[512], p6[512], p11[512], pi[512];
+	size_t n1, n6, n11, ni;
+	uint8_t *i1, *i6, *i11, *ii;
 
 	build_three(f);
 	seg_name(f, 1, p1, sizeof(p1));
 	seg_name(f, 6, p6, sizeof(p6));
 	seg_name(f, 11, p11, sizeof(p11));
+	snprintf(pi, sizeof(pi), "%s/%020d.idx", f->dir, 6);
 	i1 = read_file(p1, &n1);
 	i6 = read_file(p6, &n6);
 	i11 = read_file(p11, &n11);
+	ii = read_file(pi, &ni);
+	assert_int_equal(ni, 48);
+	capture_begin();
+	for (size_t off = 0; off < ni; off++) {
+		clear_dir(f->dir);
+		write_file(p1, i1, n1);
+		write_file(p6, i6, n6);
+		write_file(p11, i11, n11);
+		write_file(pi, ii, ni);
+		flip_bit(pi, off, (int)(off % 8));
+		expect_all_but(f, 15, -1, 0);
+	}
+	char *log = capture_end();
+	assert_int_equal(count_str(log, "does not match its segment"), (int)ni);
+	free(log);
+	free(i1);
+	free(i6);
+	free(i11);
+	free(ii);
+}
+
+/* One bit flipped at every offset of a completed segment: exactly the
+ * record holding it is lost (counted once), every other one comes out,
+ * and the next open reports nothing new. Every other offset runs without
+ * the segment's index (damage found by the scan at open, else on read). */
+static void test_flip_every_offset_segment(void **state)
+{
+	struct fx *f = *state;
+	char p1[512], p6[512], p11[512], x6[512];
+	size_t n1, n6, n11, m6;
+	uint8_t *i1, *i6, *i11, *j6;
+
+	build_three(f);
+	seg_name(f, 1, p1, sizeof(p1));
+	seg_name(f, 6, p6, sizeof(p6));
+	seg_name(f, 11, p11, sizeof(p11));
+	snprintf(x6, sizeof(x6), "%s/%020d.idx", f->dir, 6);
+	i1 = read_file(p1, &n1);
+	i6 = read_file(p6, &n6);
+	i11 = read_file(p11, &n11);
+	j6 = read_file(x6, &m6);
 	capture_begin();
 	for (size_t off = 0; off < n6; off += flip_step()) {
 		clear_dir(f->dir);
 		write_file(p1, i1, n1);
 		write_file(p6, i6, n6);
 		write_file(p11, i11, n11);
+		write_file(x6, j6, m6);
 		flip_bit(p6, off, (int)(off % 8));
+		if ((off / flip_step()) % 2)
+			unlink_idx(f, 6);
 		expect_all_but(f, 15, 5 + (int)(off / REC), 1);
 		if (off % 29 < flip_step())     /* reported once, still delivered */
 			expect_all_but(f, 15, 5 + (int)(off / REC), 0);
@@ -659,6 +723,7 @@ static void test_flip_every_offset_segment(void **state)
 	free(i1);
 	free(i6);
 	free(i11);
+	free(j6);
 }
 
 /* Flips in the first records of the write segment too (the last record of
@@ -1685,6 +1750,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_torn_ack_log, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flip_every_offset_segment, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flip_write_segment, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_flip_every_offset_index, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_flip_every_offset_ack_log, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_legacy_ack_log, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_middle_segment_lost, setup, teardown),
