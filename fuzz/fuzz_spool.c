@@ -4,15 +4,20 @@
  * Input: [u8 flags][u16 ack_len][u16 split][ack_len bytes of .ack][rest]
  * (little-endian). The rest is written as segment 1; with flags & 1 the
  * bytes from SPLIT on go to a second segment named 100 (a gap to detect);
- * with flags & 2 the ack bytes go to that second segment's log instead.
+ * with flags & 2 the ack bytes go to that second segment's log instead,
+ * with flags & 4 they are segment 1's index (.idx) instead of an ack log.
  * The spool is opened, drained (every other record acknowledged), closed,
  * opened and drained again: nothing may crash, leak or loop, and the second
  * open must not report new damage.
  *
+ * Every record that comes out must have passed its CRC: the harness does not
+ * check that itself, the spool does on read.
+ *
  * Build by hand (make fuzz builds every fuzz/fuzz_*.c the same way):
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iplatform \
  *     fuzz/fuzz_spool.c src/spool.c src/log.c src/err.c -lpthread -o fuzz_spool
- *   ./fuzz_spool fuzz/corpus/spool -max_total_time=60 */
+ *   mkdir -p /tmp/corpus && ./fuzz_spool /tmp/corpus fuzz/corpus/spool -max_total_time=60
+ * (new inputs go to the first directory: keep the seeds here small). */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -126,7 +131,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		put_file("00000000000000000001.seg", seg, seg_len);
 	}
 	if (ack_len)
-		put_file((flags & 2) ? "00000000000000000100.ack" : "00000000000000000001.ack",
+		put_file((flags & 4) ? "00000000000000000001.idx" :
+			 (flags & 2) ? "00000000000000000100.ack" : "00000000000000000001.ack",
 			 data, ack_len);
 	round_trip();
 	if (round_trip() != 0)
