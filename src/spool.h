@@ -12,8 +12,15 @@
  * least 64 KiB is rolled and deleted at once, so a drained spool uses
  * less than 64 KiB (plus one empty segment) whatever segment_bytes is.
  *
- * Corruption: at open the segments are scanned once (every frame's length,
- * CRC and sequence checked; records are not kept in memory). A damaged
+ * Start-up: a sealed segment has an index ("….idx": count, size, damaged
+ * ranges, with its own CRC); when it checks out and matches the segment's
+ * size, open trusts it. Other segments (the write segment, an index that is
+ * missing or damaged) are scanned once: every frame's length, CRC and
+ * sequence checked; records are not kept in memory. Every record's CRC is
+ * checked again when it is read for delivery, where damage is handled as at
+ * open.
+ *
+ * Corruption: in a scanned segment (or on read) a damaged
  * frame is skipped by resynchronising on the next valid frame, so valid
  * records after damage are kept; trailing garbage (a torn write) is cut.
  * Records lost to damage, in a segment or as a missing/emptied segment
