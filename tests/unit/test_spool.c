@@ -572,6 +572,64 @@ static void clear_dir(const char *dir)
 	closedir(d);
 }
 
+/* Every file of a closed spool directory, to restore before each damage. */
+struct snap {
+	int n;
+	char name[16][64];
+	uint8_t *data[16];
+	size_t len[16];
+};
+
+static void snap_take(struct snap *s, const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char p[512];
+
+	assert_non_null(d);
+	s->n = 0;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.' || strcmp(e->d_name, "lock") == 0)
+			continue;
+		assert_true(s->n < 16 && strlen(e->d_name) < 64);
+		strcpy(s->name[s->n], e->d_name);
+		snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+		s->data[s->n] = read_file(p, &s->len[s->n]);
+		s->n++;
+	}
+	closedir(d);
+}
+
+/* Restore the snapshot; returns the path of NAME in it (for damage). */
+static const char *snap_restore(const struct snap *s, const char *dir, const char *name)
+{
+	static char found[512];
+	char p[512];
+
+	clear_dir(dir);
+	for (int i = 0; i < s->n; i++) {
+		snprintf(p, sizeof(p), "%s/%s", dir, s->name[i]);
+		write_file(p, s->data[i], s->len[i]);
+	}
+	snprintf(found, sizeof(found), "%s/%s", dir, name);
+	return found;
+}
+
+static size_t snap_len(const struct snap *s, const char *name)
+{
+	for (int i = 0; i < s->n; i++)
+		if (strcmp(s->name[i], name) == 0)
+			return s->len[i];
+	fail_msg("%s not in the snapshot", name);
+	return 0;
+}
+
+static void snap_free(struct snap *s)
+{
+	for (int i = 0; i < s->n; i++)
+		free(s->data[i]);
+}
+
 /* Read every record "rec-N" (N < max) into SEEN, checking append order;
  * returns how many came. */
 static int drain(struct spool *sp, bool *seen, int max)
@@ -640,49 +698,30 @@ static void expect_all_but(struct fx *f, int n, int lost, uint64_t corrupt)
 	spool_free(sp);
 }
 
-static void unlink_idx(const struct fx *f, uint64_t first)
-{
-	char p[512];
-
-	snprintf(p, sizeof(p), "%s/%020" PRIu64 ".idx", f->dir, first);
-	assert_int_equal(unlink(p), 0);
-}
+#define SEG6 "00000000000000000006.seg"
+#define IDX6 "00000000000000000006.idx"
 
 /* A damaged or mismatched index is not trusted: the segment is scanned. */
 static void test_flip_every_offset_index(void **state)
 {
 	struct fx *f = *state;
-	char p1[512], p6[512], p11[512], pi[512];
-	size_t n1, n6, n11, ni;
-	uint8_t *i1, *i6, *i11, *ii;
+	struct snap sn;
+	size_t n;
+	char *log;
 
 	build_three(f);
-	seg_name(f, 1, p1, sizeof(p1));
-	seg_name(f, 6, p6, sizeof(p6));
-	seg_name(f, 11, p11, sizeof(p11));
-	snprintf(pi, sizeof(pi), "%s/%020d.idx", f->dir, 6);
-	i1 = read_file(p1, &n1);
-	i6 = read_file(p6, &n6);
-	i11 = read_file(p11, &n11);
-	ii = read_file(pi, &ni);
-	assert_int_equal(ni, 48);
+	snap_take(&sn, f->dir);
+	n = snap_len(&sn, IDX6);
+	assert_int_equal(n, 48);
 	capture_begin();
-	for (size_t off = 0; off < ni; off++) {
-		clear_dir(f->dir);
-		write_file(p1, i1, n1);
-		write_file(p6, i6, n6);
-		write_file(p11, i11, n11);
-		write_file(pi, ii, ni);
-		flip_bit(pi, off, (int)(off % 8));
+	for (size_t off = 0; off < n; off++) {
+		flip_bit(snap_restore(&sn, f->dir, IDX6), off, (int)(off % 8));
 		expect_all_but(f, 15, -1, 0);
 	}
-	char *log = capture_end();
-	assert_int_equal(count_str(log, "does not match its segment"), (int)ni);
+	log = capture_end();
+	assert_int_equal(count_str(log, "does not match its segment"), (int)n);
 	free(log);
-	free(i1);
-	free(i6);
-	free(i11);
-	free(ii);
+	snap_free(&sn);
 }
 
 /* One bit flipped at every offset of a completed segment: exactly the
@@ -692,38 +731,25 @@ static void test_flip_every_offset_index(void **state)
 static void test_flip_every_offset_segment(void **state)
 {
 	struct fx *f = *state;
-	char p1[512], p6[512], p11[512], x6[512];
-	size_t n1, n6, n11, m6;
-	uint8_t *i1, *i6, *i11, *j6;
+	struct snap sn;
+	char idx[512];
+	size_t n;
 
 	build_three(f);
-	seg_name(f, 1, p1, sizeof(p1));
-	seg_name(f, 6, p6, sizeof(p6));
-	seg_name(f, 11, p11, sizeof(p11));
-	snprintf(x6, sizeof(x6), "%s/%020d.idx", f->dir, 6);
-	i1 = read_file(p1, &n1);
-	i6 = read_file(p6, &n6);
-	i11 = read_file(p11, &n11);
-	j6 = read_file(x6, &m6);
+	snap_take(&sn, f->dir);
+	n = snap_len(&sn, SEG6);
+	snprintf(idx, sizeof(idx), "%s/%s", f->dir, IDX6);
 	capture_begin();
-	for (size_t off = 0; off < n6; off += flip_step()) {
-		clear_dir(f->dir);
-		write_file(p1, i1, n1);
-		write_file(p6, i6, n6);
-		write_file(p11, i11, n11);
-		write_file(x6, j6, m6);
-		flip_bit(p6, off, (int)(off % 8));
+	for (size_t off = 0; off < n; off += flip_step()) {
+		flip_bit(snap_restore(&sn, f->dir, SEG6), off, (int)(off % 8));
 		if ((off / flip_step()) % 2)
-			unlink_idx(f, 6);
+			assert_int_equal(unlink(idx), 0);
 		expect_all_but(f, 15, 5 + (int)(off / REC), 1);
 		if (off % 29 < flip_step())     /* reported once, still delivered */
 			expect_all_but(f, 15, 5 + (int)(off / REC), 0);
 	}
 	free(capture_end());
-	free(i1);
-	free(i6);
-	free(i11);
-	free(j6);
+	snap_free(&sn);
 }
 
 /* Flips in the first records of the write segment too (the last record of
@@ -731,25 +757,20 @@ static void test_flip_every_offset_segment(void **state)
 static void test_flip_write_segment(void **state)
 {
 	struct fx *f = *state;
-	char p[512];
-	size_t n;
-	uint8_t *img;
 	struct spool *sp = sp_open(f);
+	struct snap sn;
 
 	for (int i = 0; i < 6; i++)
 		put(sp, i, 60);
 	spool_free(sp);
-	seg_name(f, 1, p, sizeof(p));
-	img = read_file(p, &n);
+	snap_take(&sn, f->dir);
 	capture_begin();
 	for (size_t off = 0; off < 5 * REC; off += 2 * flip_step() + 1) {
-		clear_dir(f->dir);
-		write_file(p, img, n);
-		flip_bit(p, off, (int)(off % 8));
+		flip_bit(snap_restore(&sn, f->dir, "00000000000000000001.seg"), off, (int)(off % 8));
 		expect_all_but(f, 6, (int)(off / REC), 1);
 	}
 	free(capture_end());
-	free(img);
+	snap_free(&sn);
 }
 
 /* Bit flips at every offset of an ack log: a damaged entry's record comes
@@ -759,10 +780,10 @@ static void test_flip_every_offset_ack_log(void **state)
 {
 	struct fx *f = *state;
 	struct spool *sp = sp_open(f);
-	char sp_path[512], ack[512];
+	struct snap sn;
+	const char *ack = "00000000000000000001.ack";
 	uint64_t seqs[10];
-	size_t n_seg, n_ack;
-	uint8_t *seg, *img;
+	size_t n;
 
 	for (int i = 0; i < 10; i++)
 		seqs[i] = put(sp, i, 60);
@@ -771,22 +792,19 @@ static void test_flip_every_offset_ack_log(void **state)
 	for (int i = 0; i < 10; i += 2)
 		spool_ack(sp, seqs[i]);
 	spool_free(sp);
-	seg_name(f, 1, sp_path, sizeof(sp_path));
-	snprintf(ack, sizeof(ack), "%s/%020d.ack", f->dir, 1);
-	seg = read_file(sp_path, &n_seg);
-	img = read_file(ack, &n_ack);
-	assert_int_equal(n_ack, 8 + 5 * 12);
-	assert_memory_equal(img, "M2ZACK\x02\n", 8);
+	snap_take(&sn, f->dir);
+	n = snap_len(&sn, ack);
+	assert_int_equal(n, 8 + 5 * 12);
+	for (int i = 0; i < sn.n; i++)
+		if (strcmp(sn.name[i], ack) == 0)
+			assert_memory_equal(sn.data[i], "M2ZACK\x02\n", 8);
 	capture_begin();
-	for (size_t off = 0; off < n_ack; off++) {
+	for (size_t off = 0; off < n; off++) {
 		bool seen[10] = { false };
 		int evens = 0;
 		struct spool_stats st;
 
-		clear_dir(f->dir);
-		write_file(sp_path, seg, n_seg);
-		write_file(ack, img, n_ack);
-		flip_bit(ack, off, (int)(off % 8));
+		flip_bit(snap_restore(&sn, f->dir, ack), off, (int)(off % 8));
 		sp = sp_open(f);
 		drain(sp, seen, 10);
 		spool_get_stats(sp, &st);
@@ -804,8 +822,7 @@ static void test_flip_every_offset_ack_log(void **state)
 			assert_true(seen[2 * ((off - 8) / 12)]);
 	}
 	free(capture_end());
-	free(seg);
-	free(img);
+	snap_free(&sn);
 }
 
 /* 0.1.0's headerless ack log is read and appended in its own form. */
