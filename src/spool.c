@@ -1835,11 +1835,31 @@ static void read_damage(struct spool *sp, const char *why)
 	lose_range(sp, from, fr.seq, off);
 }
 
-/* Read the record at the cursor. 1 = *out set, 0 = nothing more now. */
-static int read_one(struct spool *sp, struct spool_rec **out)
+/* Open the cursor segment's file if needed; jump damage found at open. */
+static int cursor_prepare(struct spool *sp, struct seg *g)
 {
 	char path[PATH_MAX];
 
+	if (sp->rd.fd < 0) {
+		seg_path(sp, path, sizeof(path), g->first_seq, "seg");
+		sp->rd.fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (sp->rd.fd < 0) {
+			log_err("open %s: %s", path, strerror(errno));
+			return M2Z_ERR_IO;
+		}
+	}
+	for (size_t i = 0; i < g->n_skips; i++) {
+		if (g->skips[i].from == sp->cur_off) {
+			sp->cur_off = g->skips[i].to;
+			break;
+		}
+	}
+	return 0;
+}
+
+/* Read the record at the cursor. 1 = *out set, 0 = nothing more now. */
+static int read_one(struct spool *sp, struct spool_rec **out)
+{
 	while (sp->cur) {
 		struct seg *g = sp->cur;
 		uint64_t seq, off = sp->cur_off;
@@ -1854,20 +1874,9 @@ static int read_one(struct spool *sp, struct spool_rec **out)
 			cursor_to(sp, sp->segs[i + 1]);
 			continue;
 		}
-		if (sp->rd.fd < 0) {
-			seg_path(sp, path, sizeof(path), g->first_seq, "seg");
-			sp->rd.fd = open(path, O_RDONLY | O_CLOEXEC);
-			if (sp->rd.fd < 0) {
-				log_err("open %s: %s", path, strerror(errno));
-				return M2Z_ERR_IO;
-			}
-		}
-		for (size_t i = 0; i < g->n_skips; i++) {
-			if (g->skips[i].from == off) {  /* damage found at open */
-				sp->cur_off = off = g->skips[i].to;
-				break;
-			}
-		}
+		if (cursor_prepare(sp, g) < 0)
+			return M2Z_ERR_IO;
+		off = sp->cur_off;
 		if (rd_walk(&sp->rd, off, sizeof(h), h, NULL) < 0) {
 			cut_cursor_seg(sp, "read failed");
 			continue;
