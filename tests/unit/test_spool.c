@@ -61,7 +61,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
+	char mnt[128];
 
+	snprintf(mnt, sizeof(mnt), "%s/mnt", f->dir);
+	umount2(mnt, MNT_DETACH);       /* a tmpfs test that failed half way */
 	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	free(f);
 	return 0;
@@ -1325,22 +1328,36 @@ static void fill(const char *path, size_t n)
 	free(z);
 }
 
+/* Paths on a small tmpfs: the spool directory (set in O) and a filler
+ * file of FILLER_BYTES that a test removes to give space back. */
+struct small_fs {
+	char mnt[128], dir[160], filler[200];
+};
+
+static void small_fs_setup(struct fx *f, struct small_fs *fs, struct spool_opts *o,
+			   size_t filler_bytes)
+{
+	*o = f->o;
+	mount_small(f, fs->mnt, sizeof(fs->mnt));
+	snprintf(fs->dir, sizeof(fs->dir), "%s/spool", fs->mnt);
+	snprintf(fs->filler, sizeof(fs->filler), "%s/filler", fs->mnt);
+	fill(fs->filler, filler_bytes);
+	o->dir = fs->dir;
+}
+
 /* Disk full: append fails with M2Z_ERR_IO, earlier records are intact,
  * the same append works once space is freed. */
 static void test_disk_full(void **state)
 {
 	struct fx *f = *state;
-	struct spool_opts o = f->o;
+	struct spool_opts o;
+	struct small_fs fs;
 	struct spool *sp;
 	struct spool_stats st;
-	char mnt[128], dir[160], filler[200], b[1000], *log;
+	char b[1000], *log;
 	int n = 0, rc;
 
-	mount_small(f, mnt, sizeof(mnt));
-	snprintf(dir, sizeof(dir), "%s/spool", mnt);
-	snprintf(filler, sizeof(filler), "%s/filler", mnt);
-	fill(filler, 64 * 1024);
-	o.dir = dir;
+	small_fs_setup(f, &fs, &o, 64 * 1024);
 	assert_int_equal(spool_open(&o, &sp), 0);
 	capture_begin();
 	for (;;) {
@@ -1352,7 +1369,7 @@ static void test_disk_full(void **state)
 	}
 	assert_int_equal(rc, M2Z_ERR_IO);
 	assert_int_equal(spool_append(sp, b, sizeof(b), NULL), M2Z_ERR_IO);
-	assert_int_equal(unlink(filler), 0);
+	assert_int_equal(unlink(fs.filler), 0);
 	assert_int_equal(spool_append(sp, b, sizeof(b), NULL), 0);
 	log = capture_end();
 	assert_int_equal(count_str(log, "No space left on device"), 1);
@@ -1369,7 +1386,7 @@ static void test_disk_full(void **state)
 		expect(sp, i);
 	expect_empty(sp);
 	spool_free(sp);
-	assert_int_equal(umount2(mnt, MNT_DETACH), 0);
+	assert_int_equal(umount2(fs.mnt, MNT_DETACH), 0);
 }
 
 /* The reserve: appends report FULL (never IO) while free space stays
@@ -1378,18 +1395,15 @@ static void test_disk_full(void **state)
 static void test_reserve(void **state)
 {
 	struct fx *f = *state;
-	struct spool_opts o = f->o;
+	struct spool_opts o;
+	struct small_fs fs;
 	struct spool *sp;
 	struct statvfs vfs;
-	char mnt[128], dir[160], filler[200], b[1000], *log;
+	char b[1000], *log;
 	uint64_t seqs[16], free_b;
 	int n = 0, rc;
 
-	mount_small(f, mnt, sizeof(mnt));
-	snprintf(dir, sizeof(dir), "%s/spool", mnt);
-	snprintf(filler, sizeof(filler), "%s/filler", mnt);
-	fill(filler, 32 * 1024);
-	o.dir = dir;
+	small_fs_setup(f, &fs, &o, 32 * 1024);
 	o.reserve_bytes = 96 * 1024;
 	o.on_full = SPOOL_FULL_REJECT_NEWEST;
 	assert_int_equal(spool_open(&o, &sp), 0);
@@ -1402,7 +1416,7 @@ static void test_reserve(void **state)
 		n++;
 	}
 	assert_int_equal(rc, M2Z_ERR_FULL);
-	assert_int_equal(statvfs(mnt, &vfs), 0);
+	assert_int_equal(statvfs(fs.mnt, &vfs), 0);
 	free_b = (uint64_t)vfs.f_bavail * vfs.f_frsize;
 	printf("reserve 96 KiB: full after %d records, %" PRIu64 " bytes free\n", n, free_b);
 	assert_true(free_b + 8192 >= o.reserve_bytes);
@@ -1412,14 +1426,59 @@ static void test_reserve(void **state)
 	}
 	assert_int_equal(spool_sync(sp), 0);
 	assert_int_equal(spool_append(sp, b, sizeof(b), NULL), M2Z_ERR_FULL);
-	assert_int_equal(unlink(filler), 0);
+	assert_int_equal(unlink(fs.filler), 0);
 	assert_int_equal(spool_append(sp, b, sizeof(b), NULL), 0);
 	log = capture_end();
 	assert_int_equal(count_str(log, "below the reserve"), 1);
 	assert_null(strstr(log, "No space left"));
 	free(log);
 	spool_free(sp);
-	assert_int_equal(umount2(mnt, MNT_DETACH), 0);
+	assert_int_equal(umount2(fs.mnt, MNT_DETACH), 0);
+}
+
+/* BLOCK under the reserve waits (re-checking free space), resumes when
+ * space comes back from outside, and spool_close() releases a waiter. */
+static void test_reserve_block(void **state)
+{
+	struct fx *f = *state;
+	struct spool_opts o;
+	struct small_fs fs;
+	struct spool *sp;
+	char b[1000];
+	int rc;
+
+	small_fs_setup(f, &fs, &o, 32 * 1024);
+	o.reserve_bytes = 96 * 1024;
+	o.on_full = SPOOL_FULL_REJECT_NEWEST;
+	assert_int_equal(spool_open(&o, &sp), 0);
+	memset(b, 'x', sizeof(b));
+	capture_begin();
+	while ((rc = spool_append(sp, b, sizeof(b), NULL)) == 0)
+		;
+	assert_int_equal(rc, M2Z_ERR_FULL);
+	spool_free(sp);
+	o.on_full = SPOOL_FULL_BLOCK;
+	for (int round = 0; round < 2; round++) {
+		struct appender a = { NULL, -1, 0 };
+		pthread_t t;
+
+		assert_int_equal(spool_open(&o, &sp), 0);
+		a.sp = sp;
+		pthread_create(&t, NULL, append_thread, &a);
+		usleep(300 * 1000);
+		assert_false(__atomic_load_n(&a.done, __ATOMIC_SEQ_CST));
+		if (round == 0) {       /* spool_close() releases the waiter */
+			spool_close(sp);
+			pthread_join(t, NULL);
+			assert_int_equal(a.rc, M2Z_ERR_CLOSED);
+		} else {                /* space back from outside: it goes on */
+			assert_int_equal(unlink(fs.filler), 0);
+			join_within(&a, t, sp);
+		}
+		spool_free(sp);
+	}
+	free(capture_end());
+	assert_int_equal(umount2(fs.mnt, MNT_DETACH), 0);
 }
 
 /* ---------------------------------------------------------------- concurrency */
@@ -1785,6 +1844,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_failure_retry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_disk_full, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reserve, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reserve_block, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_wakes_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill9, setup, teardown),
