@@ -1671,13 +1671,17 @@ static int make_room(struct spool *sp, uint64_t framed)
 }
 
 /* A write to the write segment failed: cut what it left so the file ends
- * at a frame boundary; if even that fails, seal it (the next append rolls). */
+ * at a frame boundary; if even that fails, seal it (the next append rolls)
+ * and never reuse the sequence number: a complete frame left behind would
+ * come back at the next open, and must not clash with the retried record
+ * (it is then a duplicate, which at-least-once allows). */
 static void cut_partial(struct spool *sp, struct seg *w)
 {
 	if (ftruncate(sp->wfd, (off_t)w->size) < 0) {
 		log_err("cannot cut the partial record from segment %" PRIu64 ": %s; the next "
 			"append starts a new segment", w->first_seq, strerror(errno));
 		sp->w_sealed = true;
+		sp->next_seq++;
 	}
 }
 

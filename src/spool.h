@@ -25,8 +25,8 @@
  * records after damage are kept; trailing garbage (a torn write) is cut.
  * Records lost to damage, in a segment or as a missing/emptied segment
  * between two others, are logged once with their sequence range, counted in
- * spool_stats.corrupt and recorded as done in the ack log (so they are not
- * reported again). A damaged ack entry is skipped and logged: the record it
+ * spool_stats.corrupt and recorded as done (in the ack log, or a .del
+ * marker for a missing segment) so they are not reported again. A damaged ack entry is skipped and logged: the record it
  * named is delivered again (at-least-once). Corruption is never fatal.
  *
  * Writers (the MQTT thread) call spool_append(); one reader (the forwarder)
