@@ -42,6 +42,7 @@ int open_storage(const struct config *cfg, deadletter_line_fn on_line, void *arg
 		.dir = s->directory, .sync = s->sync, .group_commit_ms = s->group_commit_ms,
 		.max_bytes = s->max_bytes, .max_age_ms = s->max_age_ms,
 		.on_full = s->on_full, .segment_bytes = s->segment_bytes,
+		.reserve_bytes = s->reserve_bytes,
 	};
 	char path[4096];
 

@@ -170,6 +170,8 @@ static const struct opt opts[] = {
 	  NULL, 0, "when max_bytes is reached: block | drop_oldest | reject_newest" },
 	{ "spool", "segment_bytes", T_SIZE64, C(spool.segment_bytes), -1, "16MiB", 1024, INT64_MAX, NULL,
 	  NULL, 0, "segment file size" },
+	{ "spool", "reserve", T_SIZE64, C(spool.reserve_bytes), -1, "1MiB", 0, INT64_MAX, NULL,
+	  NULL, 0, "free space kept on the spool's filesystem (ack logs, dead letters); below it the spool is full" },
 
 	{ "forward", "retry_initial", T_DUR, C(forward.retry_initial_ms), -1, "100ms", 1, MS_DAY, NULL,
 	  NULL, 0, "first retry delay" },

@@ -109,7 +109,7 @@ static void log_stats(struct agent *ag)
 	if (ss.oldest_ms)
 		age = now_ms() - ss.oldest_ms;
 	log_write(LOG_LVL_INFO, "stats", "received=%llu unrouted=%llu spooled=%llu published=%llu duplicates=%llu "
-		 "retries=%llu dead_lettered=%llu dropped=%llu rejected=%llu backlog=%llu "
+		 "retries=%llu dead_lettered=%llu dropped=%llu corrupt=%llu rejected=%llu backlog=%llu "
 		 "backlog_bytes=%llu oldest_age_ms=%lld window=%d in_flight=%d token_failures=%llu "
 		 "durability_failures=%llu holding=%d dead_letters_rotated=%llu",
 		 (unsigned long long)STAT_GET(received), (unsigned long long)STAT_GET(unrouted),
@@ -117,6 +117,7 @@ static void log_stats(struct agent *ag)
 		 (unsigned long long)STAT_GET(duplicates), (unsigned long long)STAT_GET(retries),
 		 (unsigned long long)STAT_GET(dead_lettered),
 		 (unsigned long long)(STAT_GET(dropped) + ss.dropped),
+		 (unsigned long long)ss.corrupt,
 		 (unsigned long long)STAT_GET(rejected), (unsigned long long)ss.records,
 		 (unsigned long long)ss.bytes, (long long)age, window, in_flight,
 		 (unsigned long long)os.failures, (unsigned long long)STAT_GET(durability_failures),

@@ -6,7 +6,21 @@
  *                             body = [u64 seq][i64 append_ms][payload];
  *                             the first record's seq is the file name and
  *                             seqs inside a segment are contiguous.
- *   NNNNNNNNNNNNNNNNNNNN.ack  appended u64 seqs acknowledged (or dropped)
+ *   NNNNNNNNNNNNNNNNNNNN.ack  ACK_MAGIC, then [u64 seq][u32 crc32c(seq)]
+ *                             per record acknowledged (or dropped or lost);
+ *                             0.1.0 wrote bare u64 seqs without a header:
+ *                             such a log is read and appended in that form
+ *   NNNNNNNNNNNNNNNNNNNN.idx  written when a segment is sealed: IDX_MAGIC,
+ *                             u64 first seq, u64 count, u64 size, i64 first
+ *                             append ms, u32 n, n x [u64 from, to, lost_from,
+ *                             lost_to] damaged ranges, u32 crc32c of all
+ *                             before. If it checks out and the .seg has that
+ *                             size, open trusts it instead of re-reading
+ *                             every record's CRC (each record's CRC is still
+ *                             checked when it is read for delivery)
+ *   NNNNNNNNNNNNNNNNNNNN.del  empty: the segment of that name was deleted
+ *                             on purpose while an older one was live, so
+ *                             the sequence gap after it is no damage
  *   lock                      flock'ed while a process has the spool open
  *
  * In memory, per live segment: first seq, record count, size, the append
@@ -38,11 +52,13 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +71,17 @@
 #define ACK_FLUSH_MAX 512       /* pending acks per segment before an early write */
 #define MIN_SEGMENT_BYTES 64u
 #define DEFAULT_GROUP_MS 50
+#define ACK_MAGIC "M2ZACK\x02\n"    /* bytes 4..7 non-zero: see ack_is_legacy */
+#define ACK_HDR_LEN 8u
+#define ACK_REC_LEN 12u         /* u64 seq + u32 crc32c(seq) */
+#define LEGACY_REC_LEN 8u
+#define RECLAIM_BYTES (64u * 1024u)     /* roll a fully acked write segment */
+#define STATVFS_EVERY (64u * 1024u)     /* bytes written between free-space checks */
+#define RESERVE_WAIT_MS 1000    /* BLOCK under the reserve: re-check period */
+#define IDX_MAGIC "M2ZIDX1\n"
+#define IDX_FIXED 44u           /* magic + first + count + size + first_ms + n */
+#define IDX_SKIP 32u
+#define IDX_MAX_SKIPS 65536u
 
 /* ---------------------------------------------------------------- CRC-32C */
 
@@ -209,6 +236,16 @@ struct seg {
 	size_t n_pend, pend_cap;
 	int ack_fd;             /* .ack, opened on first flush; -1 */
 	bool ack_dirty;         /* written since the last fsync */
+	bool ack_legacy;        /* .ack is in 0.1.0's headerless u64 form */
+	struct skip *skips;     /* damaged byte ranges the reader jumps, owned */
+	size_t n_skips;
+};
+
+/* Damaged bytes [from, to) of a segment file; a valid frame starts at TO.
+ * Records [lost_from, lost_to) were in them. */
+struct skip {
+	uint64_t from, to;
+	uint64_t lost_from, lost_to;
 };
 
 struct spool {
@@ -234,9 +271,18 @@ struct spool {
 	uint64_t cur_seq;       /* its sequence number */
 	struct rdbuf rd;        /* rd.fd is the cursor segment, -1 if not open */
 
-	uint64_t live, bytes, dropped, cut_bytes, appended;
+	uint64_t live, bytes, dropped, corrupt, cut_bytes, appended;
 	unsigned n_blocked;
 	bool warned_full;
+	bool io_failing;        /* an append failed; logged, not yet recovered */
+	bool ack_failing;       /* the same for ack log writes */
+	bool sync_failing;      /* and for group-commit fsyncs */
+	bool w_sealed;          /* write segment has bytes past w->size: roll */
+	uint64_t free_est;      /* free bytes on the filesystem, estimated */
+	uint64_t since_statvfs; /* bytes written since free_est was measured */
+
+	uint64_t *dels;         /* sorted first seqs of .del markers, owned */
+	size_t n_dels, dels_cap;
 };
 
 static void seg_path(const struct spool *sp, char *out, size_t cap, uint64_t first, const char *ext)
@@ -284,6 +330,7 @@ static void seg_free(struct seg *g)
 		close(g->ack_fd);
 	free(g->acked);
 	free(g->pend);
+	free(g->skips);
 	free(g);
 }
 
@@ -359,39 +406,156 @@ static void sync_dir(struct spool *sp)
 	}
 }
 
+/* An append-path write failed: log once per episode (a full disk would
+ * otherwise log once per event). */
+__attribute__((format(printf, 2, 3)))
+static void io_fail(struct spool *sp, const char *fmt, ...)
+{
+	char msg[PATH_MAX + 128];
+	va_list ap;
+
+	if (sp->io_failing)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_err("%s; appends fail (the caller retries) until the spool can write again", msg);
+	sp->io_failing = true;
+}
+
+/* ---------------------------------------------------------------- markers */
+
+/* Record that segment FIRST was deleted on purpose while an older one is
+ * still live, so that the next open does not report its records lost. */
+static void del_add(struct spool *sp, uint64_t first)
+{
+	char path[PATH_MAX];
+	size_t i = sp->n_dels;
+	int fd;
+
+	for (size_t k = 0; k < sp->n_dels; k++)
+		if (sp->dels[k] == first)
+			return;
+	if (sp->n_dels == sp->dels_cap) {
+		size_t cap = sp->dels_cap ? sp->dels_cap * 2 : 16;
+		uint64_t *n = realloc(sp->dels, cap * sizeof(*n));
+		if (!n)
+			return;         /* worst case: a false "lost" report */
+		sp->dels = n;
+		sp->dels_cap = cap;
+	}
+	seg_path(sp, path, sizeof(path), first, "del");
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		log_warn("create %s: %s", path, strerror(errno));
+		return;
+	}
+	close(fd);
+	while (i > 0 && sp->dels[i - 1] > first) {
+		sp->dels[i] = sp->dels[i - 1];
+		i--;
+	}
+	sp->dels[i] = first;
+	sp->n_dels++;
+}
+
+/* Markers below the oldest live segment explain nothing any more. */
+static void del_prune(struct spool *sp)
+{
+	char path[PATH_MAX];
+	uint64_t low = sp->n_segs ? sp->segs[0]->first_seq : UINT64_MAX;
+	size_t k = 0;
+
+	while (k < sp->n_dels && sp->dels[k] < low) {
+		seg_path(sp, path, sizeof(path), sp->dels[k], "del");
+		if (unlink(path) < 0 && errno != ENOENT)
+			log_warn("unlink %s: %s", path, strerror(errno));
+		k++;
+	}
+	if (k == 0)
+		return;
+	memmove(sp->dels, sp->dels + k, (sp->n_dels - k) * sizeof(*sp->dels));
+	sp->n_dels -= k;
+}
+
+/* Lowest marker in [from, to), or TO if none: the sequence gap [from, to)
+ * between two segments is damage up to that point. */
+static uint64_t del_explains_from(const struct spool *sp, uint64_t from, uint64_t to)
+{
+	for (size_t i = 0; i < sp->n_dels; i++)
+		if (sp->dels[i] >= from && sp->dels[i] < to)
+			return sp->dels[i];
+	return to;
+}
+
 /* ---------------------------------------------------------------- acks */
+
+/* Open G's .ack for appending; a new (empty) one gets the header. */
+static int ack_open(struct spool *sp, struct seg *g)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	seg_path(sp, path, sizeof(path), g->first_seq, "ack");
+	g->ack_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (g->ack_fd < 0) {
+		log_err("open %s: %s", path, strerror(errno));
+		return M2Z_ERR_IO;
+	}
+	if (fstat(g->ack_fd, &st) == 0 && st.st_size == 0) {
+		g->ack_legacy = false;
+		if (write_all(g->ack_fd, ACK_MAGIC, ACK_HDR_LEN) < 0) {
+			log_err("write %s: %s", path, strerror(errno));
+			if (ftruncate(g->ack_fd, 0) < 0)
+				log_err("truncate %s: %s", path, strerror(errno));
+			close(g->ack_fd);
+			g->ack_fd = -1;
+			return M2Z_ERR_IO;
+		}
+	}
+	sync_dir(sp);
+	return 0;
+}
+
+static size_t ack_encode(const struct seg *g, uint8_t *p, uint64_t seq)
+{
+	put_le64(p, seq);
+	if (g->ack_legacy)
+		return LEGACY_REC_LEN;
+	put_le32(p + 8, crc32c(0, p, 8));
+	return ACK_REC_LEN;
+}
 
 /* Write G's pending acks to its .ack file (not synced). */
 static int seg_flush_acks(struct spool *sp, struct seg *g)
 {
-	char path[PATH_MAX];
-	uint8_t chunk[ACK_FLUSH_MAX * 8];
+	uint8_t chunk[ACK_FLUSH_MAX * ACK_REC_LEN];
 	size_t done = 0;
 
 	if (g->n_pend == 0)
 		return 0;
-	if (g->ack_fd < 0) {
-		seg_path(sp, path, sizeof(path), g->first_seq, "ack");
-		g->ack_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		if (g->ack_fd < 0) {
-			log_err("open %s: %s", path, strerror(errno));
-			return M2Z_ERR_IO;
-		}
-		sync_dir(sp);
-	}
+	if (g->ack_fd < 0 && ack_open(sp, g) < 0)
+		return M2Z_ERR_IO;
 	while (done < g->n_pend) {
-		size_t k = g->n_pend - done;
+		size_t k = g->n_pend - done, n = 0;
 		if (k > ACK_FLUSH_MAX)
 			k = ACK_FLUSH_MAX;
 		for (size_t i = 0; i < k; i++)
-			put_le64(chunk + 8 * i, g->pend[done + i]);
-		if (write_all(g->ack_fd, chunk, 8 * k) < 0) {
-			log_err("write of ack log for segment %" PRIu64 ": %s",
-				g->first_seq, strerror(errno));
+			n += ack_encode(g, chunk + n, g->pend[done + i]);
+		if (write_all(g->ack_fd, chunk, n) < 0) {
+			/* Kept pending and written again later; a torn entry
+			 * is skipped at the next open. Logged once. */
+			if (!sp->ack_failing)
+				log_err("write of ack log for segment %" PRIu64 ": %s; retried",
+					g->first_seq, strerror(errno));
+			sp->ack_failing = true;
 			return M2Z_ERR_IO;
 		}
 		done += k;
 	}
+	if (sp->ack_failing)
+		log_info("ack log writes work again");
+	sp->ack_failing = false;
 	g->n_pend = 0;
 	g->ack_dirty = true;
 	return 0;
@@ -439,7 +603,7 @@ static void cursor_to(struct spool *sp, struct seg *g)
 static int seg_create(struct spool *sp)
 {
 	char path[PATH_MAX];
-	struct seg *g = seg_new(sp->next_seq);
+	struct seg *g = seg_new(sp->next_seq), *prev = write_seg(sp);
 	int fd;
 
 	if (!g)
@@ -447,10 +611,14 @@ static int seg_create(struct spool *sp)
 	seg_path(sp, path, sizeof(path), g->first_seq, "seg");
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		log_err("create %s: %s", path, strerror(errno));
+		io_fail(sp, "create %s: %s", path, strerror(errno));
 		seg_free(g);
 		return M2Z_ERR_IO;
 	}
+	/* Sequences skipped after the previous segment (acked records of a
+	 * cut tail) are no damage. */
+	if (prev && prev->first_seq + prev->count < g->first_seq)
+		del_add(sp, prev->first_seq + prev->count);
 	if (segs_push(sp, g) < 0) {
 		close(fd);
 		unlink(path);
@@ -468,6 +636,8 @@ static int seg_create(struct spool *sp)
 	}
 	sp->wfd = fd;
 	sp->w_dirty = false;
+	sp->w_sealed = false;
+	sp->since_statvfs = STATVFS_EVERY;      /* check free space at each roll */
 	if (!sp->cur)
 		cursor_to(sp, g);
 	return 0;
@@ -484,10 +654,12 @@ static void seg_delete(struct spool *sp, struct seg *g)
 	size_t idx = seg_index(sp, g);
 	uint64_t unacked = g->count - g->n_acked, unread = 0;
 
-	if (sp->cur == g)
-		unread = g->first_seq + g->count - sp->cur_seq;
-	else if (sp->cur && idx > seg_index(sp, sp->cur))
+	if (sp->cur == g) {
+		for (uint64_t s = sp->cur_seq; s < g->first_seq + g->count; s++)
+			unread += !seg_is_acked(g, s);
+	} else if (sp->cur && idx > seg_index(sp, sp->cur)) {
 		unread = unacked;
+	}
 	sp->dropped += unread;
 	sp->live -= unacked;
 	sp->bytes -= g->size;
@@ -495,6 +667,9 @@ static void seg_delete(struct spool *sp, struct seg *g)
 		cursor_to(sp, idx + 1 < sp->n_segs ? sp->segs[idx + 1] : NULL);
 	memmove(sp->segs + idx, sp->segs + idx + 1, (sp->n_segs - idx - 1) * sizeof(*sp->segs));
 	sp->n_segs--;
+	/* Marker first: without it, the next open would report a gap. */
+	if (idx > 0)
+		del_add(sp, g->first_seq);
 	/* Segment first: a leftover .ack without its .seg is harmless (removed
 	 * at the next open); the reverse would bring acked records back. */
 	seg_path(sp, path, sizeof(path), g->first_seq, "seg");
@@ -503,8 +678,14 @@ static void seg_delete(struct spool *sp, struct seg *g)
 	seg_path(sp, path, sizeof(path), g->first_seq, "ack");
 	if (unlink(path) < 0 && errno != ENOENT)
 		log_err("unlink %s: %s", path, strerror(errno));
+	seg_path(sp, path, sizeof(path), g->first_seq, "idx");
+	if (unlink(path) < 0 && errno != ENOENT)
+		log_err("unlink %s: %s", path, strerror(errno));
+	if (idx == 0)
+		del_prune(sp);
 	sync_dir(sp);
 	seg_free(g);
+	sp->since_statvfs = STATVFS_EVERY;      /* space came back */
 	pthread_cond_broadcast(&sp->space);
 }
 
@@ -540,10 +721,14 @@ static int mark_done(struct spool *sp, uint64_t seq)
 		seg_delete(sp, g);      /* its pending acks are moot */
 		return 1;
 	}
-	if (seg_done(g) && sp->n_blocked > 0) {
-		retire_write_seg(sp);   /* frees space for the blocked appender */
+	/* A fully acked write segment is rolled and deleted when an appender
+	 * waits for space, or when it is the only segment and has grown past
+	 * RECLAIM_BYTES: a drained spool then holds < 64 KiB whatever
+	 * segment_bytes is. (With an older segment still live, wait for the
+	 * normal roll: each early roll would leave a .del marker.) */
+	if (seg_done(g) && (sp->n_blocked > 0 || (sp->n_segs == 1 && g->size >= RECLAIM_BYTES)) &&
+	    retire_write_seg(sp) == 0)
 		return 1;
-	}
 	if (seg_queue_ack(g, seq) < 0)
 		return M2Z_ERR_NOMEM;
 	if (sp->o.sync == SPOOL_SYNC_ALWAYS) {
@@ -563,41 +748,219 @@ static int mark_done(struct spool *sp, uint64_t seq)
 
 /* ---------------------------------------------------------------- open */
 
-/* Check the frame at *OFF of G's file (FSIZE bytes); on success count it
- * and advance *OFF. Returns NULL, or why the frame is not valid (then *RC
- * is M2Z_ERR_IO if the file could not be read). */
-static const char *check_frame(struct rdbuf *rd, struct seg *g, uint64_t *off,
-			       uint64_t fsize, int *rc)
+struct frame {
+	uint64_t seq, end;      /* sequence; file offset just after the frame */
+	int64_t ms;
+};
+
+/* Check the frame at OFF of a file of FSIZE bytes whose sequence must lie
+ * in [MIN_SEQ, MAX_SEQ]. Returns NULL with *FR set, or why the frame is not
+ * valid; *RC becomes M2Z_ERR_IO only when the file could not be read. */
+static const char *frame_at(struct rdbuf *rd, uint64_t off, uint64_t fsize, uint64_t min_seq,
+			    uint64_t max_seq, struct frame *fr, int *rc)
 {
 	uint8_t h[FRAME_OVERHEAD];
 	uint32_t len, crc;
+	int r;
 
-	if (fsize - *off < FRAME_OVERHEAD)
+	if (fsize - off < FRAME_OVERHEAD)
 		return "short header";
-	if ((*rc = rd_walk(rd, *off, sizeof(h), h, NULL)) < 0)
-		return "read error";
+	if ((r = rd_walk(rd, off, sizeof(h), h, NULL)) < 0)
+		return *rc = r == M2Z_ERR_IO ? r : 0, "short read";
 	len = get_le32(h);
 	if (len == 0)
 		return "zero-filled";
 	if (len < BODY_HDR_LEN)
 		return "bad length";
-	if (len > fsize - *off - HDR_LEN)
+	if (len > fsize - off - HDR_LEN)
 		return "short body";
+	fr->seq = get_le64(h + 8);
+	if (fr->seq < min_seq || fr->seq > max_seq)
+		return "sequence mismatch";
 	crc = crc32c(0, h + HDR_LEN, BODY_HDR_LEN);
-	if ((*rc = rd_walk(rd, *off + FRAME_OVERHEAD, len - BODY_HDR_LEN, NULL, &crc)) < 0)
-		return "read error";
+	if ((r = rd_walk(rd, off + FRAME_OVERHEAD, len - BODY_HDR_LEN, NULL, &crc)) < 0)
+		return *rc = r == M2Z_ERR_IO ? r : 0, "short read";
 	if (crc != get_le32(h + 4))
 		return "checksum mismatch";
-	if (get_le64(h + 8) != g->first_seq + g->count)
-		return "sequence mismatch";
-	if (g->count == 0)
-		g->first_ms = (int64_t)get_le64(h + 16);
-	g->count++;
-	*off += HDR_LEN + len;
+	fr->ms = (int64_t)get_le64(h + 16);
+	fr->end = off + HDR_LEN + len;
 	return NULL;
 }
 
-/* Count G's valid records; cut whatever follows the last one. */
+/* After damage at FROM, find the next valid frame: a plausible length, a
+ * matching CRC and a sequence that fits (at least EXPECT, and at most one
+ * more per FRAME_OVERHEAD bytes skipped, since no frame is shorter).
+ * Returns 1 with *AT and *FR set, 0 if none, M2Z_ERR_IO. */
+static int resync(struct rdbuf *rd, uint64_t from, uint64_t fsize, uint64_t expect,
+		  uint64_t last, uint64_t *at, struct frame *fr)
+{
+	int rc = 0;
+
+	for (uint64_t p = from + 1; p + FRAME_OVERHEAD <= fsize; p++) {
+		uint64_t max = expect + (p - from) / FRAME_OVERHEAD;
+		if (max > last)
+			max = last;
+		if (frame_at(rd, p, fsize, expect, max, fr, &rc) == NULL) {
+			*at = p;
+			return 1;
+		}
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int seg_add_skip(struct seg *g, uint64_t from, uint64_t to, uint64_t lost_from,
+			uint64_t lost_to)
+{
+	struct skip *n = realloc(g->skips, (g->n_skips + 1) * sizeof(*n));
+
+	if (!n)
+		return M2Z_ERR_NOMEM;
+	g->skips = n;
+	g->skips[g->n_skips].from = from;
+	g->skips[g->n_skips].to = to;
+	g->skips[g->n_skips].lost_from = lost_from;
+	g->skips[g->n_skips].lost_to = lost_to;
+	g->n_skips++;
+	return 0;
+}
+
+/* Walk G's frames, resynchronising after damage (recorded in g->skips);
+ * returns the offset after the last valid frame. */
+static int walk_frames(struct rdbuf *rd, struct seg *g, uint64_t fsize, uint64_t *end,
+		       const char **why)
+{
+	uint64_t off = 0, at;
+	struct frame fr;
+	int rc = 0, r;
+
+	while (off < fsize) {
+		uint64_t expect = g->first_seq + g->count;
+		if ((*why = frame_at(rd, off, fsize, expect, expect, &fr, &rc)) != NULL) {
+			if (rc < 0)
+				return rc;
+			if ((r = resync(rd, off, fsize, expect, UINT64_MAX, &at, &fr)) <= 0) {
+				if (r < 0)
+					return r;
+				break;          /* nothing valid follows: a tail to cut */
+			}
+			if ((r = seg_add_skip(g, off, at, expect, fr.seq)) < 0)
+				return r;
+		}
+		if (g->count == 0)
+			g->first_ms = fr.ms;
+		g->count = fr.seq - g->first_seq + 1;
+		off = fr.end;
+	}
+	*end = off;
+	return 0;
+}
+
+/* Seal G: write its index so the next open need not re-read every CRC.
+ * Best effort: without it (or if torn) the next open scans. Not fsynced:
+ * a lost index costs a scan, and a torn one fails its CRC. */
+static void idx_write(struct spool *sp, const struct seg *g)
+{
+	char path[PATH_MAX];
+	size_t n = IDX_FIXED + g->n_skips * IDX_SKIP + 4;
+	uint8_t *b = malloc(n), *p;
+	int fd;
+
+	if (!b || g->n_skips > IDX_MAX_SKIPS) {
+		free(b);
+		return;
+	}
+	memcpy(b, IDX_MAGIC, 8);
+	put_le64(b + 8, g->first_seq);
+	put_le64(b + 16, g->count);
+	put_le64(b + 24, g->size);
+	put_le64(b + 32, (uint64_t)g->first_ms);
+	put_le32(b + 40, (uint32_t)g->n_skips);
+	p = b + IDX_FIXED;
+	for (size_t i = 0; i < g->n_skips; i++, p += IDX_SKIP) {
+		put_le64(p, g->skips[i].from);
+		put_le64(p + 8, g->skips[i].to);
+		put_le64(p + 16, g->skips[i].lost_from);
+		put_le64(p + 24, g->skips[i].lost_to);
+	}
+	put_le32(p, crc32c(0, b, n - 4));
+	seg_path(sp, path, sizeof(path), g->first_seq, "idx");
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write_all(fd, b, n) < 0) {
+		log_warn("index %s: %s (the next start scans the segment)", path, strerror(errno));
+		if (fd >= 0)
+			unlink(path);
+	}
+	if (fd >= 0)
+		close(fd);
+	free(b);
+}
+
+/* Check one damaged range of an index against G (count and size set). */
+static bool idx_skip_ok(const struct seg *g, const uint8_t *p, uint64_t prev_to, struct skip *k)
+{
+	k->from = get_le64(p);
+	k->to = get_le64(p + 8);
+	k->lost_from = get_le64(p + 16);
+	k->lost_to = get_le64(p + 24);
+	return k->from >= prev_to && k->from < k->to && k->to + FRAME_OVERHEAD <= g->size &&
+	       k->lost_from >= g->first_seq && k->lost_from <= k->lost_to &&
+	       k->lost_to < g->first_seq + g->count;
+}
+
+/* Load G's index if it is intact and matches a segment file of FSIZE
+ * bytes: 1 loaded, 0 absent or not trusted (then scan). */
+static int idx_load(struct spool *sp, struct seg *g, uint64_t fsize)
+{
+	char path[PATH_MAX];
+	uint8_t *b = NULL;
+	struct stat st;
+	uint64_t n_skips, prev_to = 0;
+	int fd, ok = 0;
+
+	seg_path(sp, path, sizeof(path), g->first_seq, "idx");
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	if (fstat(fd, &st) < 0 || st.st_size < (off_t)(IDX_FIXED + 4) ||
+	    st.st_size > (off_t)(IDX_FIXED + 4 + IDX_MAX_SKIPS * IDX_SKIP) ||
+	    !(b = malloc((size_t)st.st_size)) ||
+	    pread(fd, b, (size_t)st.st_size, 0) != (ssize_t)st.st_size)
+		goto out;
+	n_skips = get_le32(b + 40);
+	if (memcmp(b, IDX_MAGIC, 8) != 0 || (uint64_t)st.st_size != IDX_FIXED + n_skips * IDX_SKIP + 4 ||
+	    crc32c(0, b, (size_t)st.st_size - 4) != get_le32(b + st.st_size - 4) ||
+	    get_le64(b + 8) != g->first_seq || get_le64(b + 24) != fsize)
+		goto out;
+	g->count = get_le64(b + 16);
+	g->size = fsize;
+	g->first_ms = (int64_t)get_le64(b + 32);
+	if (g->count > fsize / FRAME_OVERHEAD || (g->count == 0) != (fsize == 0) ||
+	    !(g->skips = calloc(n_skips ? n_skips : 1, sizeof(*g->skips))))
+		goto out;
+	for (uint64_t i = 0; i < n_skips; i++, g->n_skips++) {
+		if (!idx_skip_ok(g, b + IDX_FIXED + i * IDX_SKIP, prev_to, &g->skips[i]))
+			goto out;
+		prev_to = g->skips[i].to;
+	}
+	ok = 1;
+out:
+	if (!ok) {
+		if (b)
+			log_warn("index %s does not match its segment; scanning it", path);
+		g->count = g->size = 0;
+		g->first_ms = 0;
+		free(g->skips);
+		g->skips = NULL;
+		g->n_skips = 0;
+	}
+	free(b);
+	close(fd);
+	return ok;
+}
+
+/* Count G's valid records; skip damage inside, cut whatever follows the
+ * last valid frame. */
 static int scan_segment(struct spool *sp, struct seg *g, bool last, uint8_t *buf)
 {
 	char path[PATH_MAX];
@@ -615,25 +978,25 @@ static int scan_segment(struct spool *sp, struct seg *g, bool last, uint8_t *buf
 		goto out;
 	}
 	fsize = (uint64_t)st.st_size;
-	while (off < fsize && (why = check_frame(&rd, g, &off, fsize, &rc)) == NULL)
-		;
-	if (rc < 0) {
-		log_err("read %s: %s", path, rc == M2Z_ERR_IO ? strerror(errno) : "short read");
-		rc = M2Z_ERR_IO;
+	if (!last && idx_load(sp, g, fsize))
+		goto out;       /* sealed and intact: records are checked when read */
+	if ((rc = walk_frames(&rd, g, fsize, &off, &why)) < 0) {
+		if (rc == M2Z_ERR_IO)
+			log_err("read %s: %s", path, strerror(errno));
 		goto out;
 	}
 	g->size = off;
+	for (size_t i = 0; i < g->n_skips; i++)
+		sp->cut_bytes += g->skips[i].to - g->skips[i].from;
 	if (off < fsize) {
 		uint64_t cut = fsize - off;
 		if (last)
 			log_warn("segment %s: torn tail (%s) cut: %" PRIu64 " bytes after %"
-				 PRIu64 " valid records (%" PRIu64 " bytes)",
-				 path, why, cut, g->count, off);
+				 PRIu64 " records (%" PRIu64 " bytes)", path, why, cut, g->count, off);
 		else
-			log_err("segment %s: CORRUPT data (%s) at offset %" PRIu64 " of a "
-				"completed segment: cutting the remaining %" PRIu64 " bytes; "
-				"%" PRIu64 " records before it are kept",
-				path, why, off, cut, g->count);
+			log_err("segment %s: CORRUPT tail (%s) at offset %" PRIu64 " of a completed "
+				"segment, no valid record after it: %" PRIu64 " bytes cut",
+				path, why, off, cut);
 		if (ftruncate(rd.fd, (off_t)off) < 0 ||
 		    (sp->o.sync != SPOOL_SYNC_NONE && do_fdatasync(rd.fd) < 0)) {
 			log_err("truncate %s: %s", path, strerror(errno));
@@ -642,19 +1005,119 @@ static int scan_segment(struct spool *sp, struct seg *g, bool last, uint8_t *buf
 		}
 		sp->cut_bytes += cut;
 	}
+	if (!last && g->count > 0)
+		idx_write(sp, g);       /* the next open need not scan it again */
 out:
 	if (rd.fd >= 0)
 		close(rd.fd);
 	return rc;
 }
 
-/* Read G's .ack file into its bitmap; a torn last entry is cut. */
+/* Records in G's damaged ranges that the ack log does not already mark
+ * (an earlier open reported them) are counted, logged and marked done. */
+static int account_damage(struct spool *sp, struct seg *g)
+{
+	for (size_t i = 0; i < g->n_skips; i++) {
+		const struct skip *k = &g->skips[i];
+		uint64_t lo = k->lost_from, hi = k->lost_to, n = 0;
+
+		for (uint64_t s = lo; s < hi; s++) {
+			if (seg_is_acked(g, s))
+				continue;
+			if (seg_set_acked(g, s) < 0 || seg_queue_ack(g, s) < 0)
+				return M2Z_ERR_NOMEM;
+			n++;
+		}
+		if (n) {
+			sp->corrupt += n;
+			log_err("segment %0*" PRIu64 ".seg: %" PRIu64 " damaged bytes at offset %"
+				PRIu64 " skipped; %" PRIu64 " records lost (seq %" PRIu64 "..%" PRIu64
+				"), the records after them are kept", NAME_DIGITS, g->first_seq,
+				k->to - k->from, k->from, n, lo, hi - 1);
+		} else {
+			log_info("segment %0*" PRIu64 ".seg: %" PRIu64 " damaged bytes at offset %"
+				 PRIu64 " skipped (%s)", NAME_DIGITS, g->first_seq, k->to - k->from,
+				 k->from, lo < hi ? "records already reported" : "no record lost");
+		}
+	}
+	return 0;
+}
+
+/* 0.1.0's logs have no header: their first word is a sequence number, far
+ * below 2^32, so its upper four bytes are zero; ACK_MAGIC's are not. */
+static bool ack_is_legacy(const uint8_t *first8)
+{
+	return (first8[4] | first8[5] | first8[6] | first8[7]) == 0;
+}
+
+/* One ack entry's sequence: apply it to G's bitmap. */
+static int ack_apply(struct spool *sp, struct seg *g, uint64_t seq, uint64_t *ignored)
+{
+	if (seq < g->first_seq || seq >= g->first_seq + g->count) {
+		(*ignored)++;   /* zero fill after power loss, or cut records */
+		/* Acks for records cut at open: never hand out their seqs
+		 * again, or a new record would come back already acked. */
+		if (seq >= g->first_seq + g->count && seq >= sp->next_seq &&
+		    seq - g->first_seq < ((uint64_t)1 << 32))
+			sp->next_seq = seq + 1;
+		return 0;
+	}
+	return seg_set_acked(g, seq) < 0 ? M2Z_ERR_NOMEM : 0;
+}
+
+/* Entry at OFF: 1 with *SEQ if valid, 0 if damaged, M2Z_ERR_IO. */
+static int ack_entry(struct rdbuf *rd, const struct seg *g, uint64_t off, uint64_t *seq)
+{
+	uint8_t e[ACK_REC_LEN];
+	size_t n = g->ack_legacy ? LEGACY_REC_LEN : ACK_REC_LEN;
+	int rc = rd_walk(rd, off, n, e, NULL);
+
+	if (rc < 0)
+		return rc == M2Z_ERR_IO ? rc : 0;
+	*seq = get_le64(e);
+	return g->ack_legacy || crc32c(0, e, 8) == get_le32(e + 8);
+}
+
+/* Read G's .ack entries from OFF; a damaged entry is skipped by moving to
+ * the next offset holding a valid one; trailing damage (a torn write) is
+ * cut at *CUT_AT (UINT64_MAX if none). */
+static int ack_walk(struct spool *sp, struct seg *g, struct rdbuf *rd, uint64_t off,
+		    uint64_t fsize, uint64_t *skipped, uint64_t *ignored, uint64_t *cut_at)
+{
+	size_t n = g->ack_legacy ? LEGACY_REC_LEN : ACK_REC_LEN;
+	uint64_t seq, bad = UINT64_MAX;
+	int r;
+
+	*cut_at = UINT64_MAX;
+	while (off + n <= fsize) {
+		if ((r = ack_entry(rd, g, off, &seq)) < 0)
+			return r;
+		if (r == 0) {
+			if (bad == UINT64_MAX)
+				bad = off;
+			off++;
+			continue;
+		}
+		if (bad != UINT64_MAX)
+			*skipped += off - bad;
+		bad = UINT64_MAX;
+		if ((r = ack_apply(sp, g, seq, ignored)) < 0)
+			return r;
+		off += n;
+	}
+	if (bad != UINT64_MAX || off < fsize)
+		*cut_at = bad != UINT64_MAX ? bad : off;
+	return 0;
+}
+
+/* Read G's .ack file into its bitmap. */
 static int load_acks(struct spool *sp, struct seg *g, uint8_t *buf)
 {
 	char path[PATH_MAX];
 	struct rdbuf rd = { -1, buf, 0, 0 };
 	struct stat st;
-	uint64_t n, ignored = 0;
+	uint8_t hdr[ACK_HDR_LEN];
+	uint64_t fsize, skipped = 0, ignored = 0, cut_at = UINT64_MAX;
 	int rc = 0;
 
 	seg_path(sp, path, sizeof(path), g->first_seq, "ack");
@@ -669,42 +1132,40 @@ static int load_acks(struct spool *sp, struct seg *g, uint8_t *buf)
 		rc = M2Z_ERR_IO;
 		goto out;
 	}
-	n = (uint64_t)st.st_size / 8;
-	if ((uint64_t)st.st_size % 8) {
-		log_warn("ack log %s: torn last entry (%d bytes) cut", path, (int)(st.st_size % 8));
-		if (ftruncate(rd.fd, (off_t)(n * 8)) < 0) {
+	fsize = (uint64_t)st.st_size;
+	if (fsize < ACK_HDR_LEN) {
+		cut_at = 0;     /* a torn header (or first legacy entry) */
+	} else if ((rc = rd_walk(&rd, 0, ACK_HDR_LEN, hdr, NULL)) == 0) {
+		g->ack_legacy = ack_is_legacy(hdr);
+		if (!g->ack_legacy && memcmp(hdr, ACK_MAGIC, ACK_HDR_LEN) != 0)
+			log_warn("ack log %s: damaged header; reading its entries anyway", path);
+		rc = ack_walk(sp, g, &rd, g->ack_legacy ? 0 : ACK_HDR_LEN, fsize, &skipped,
+			      &ignored, &cut_at);
+	}
+	if (rc < 0)
+		goto out;
+	if (skipped)
+		log_warn("ack log %s: %" PRIu64 " damaged bytes skipped; the records they "
+			 "acknowledged will be delivered again", path, skipped);
+	if (cut_at != UINT64_MAX) {
+		log_warn("ack log %s: torn or damaged tail (%" PRIu64 " bytes) cut; the records it "
+			 "acknowledged will be delivered again", path, fsize - cut_at);
+		if (ftruncate(rd.fd, (off_t)cut_at) < 0) {
 			rc = M2Z_ERR_IO;
 			goto out;
 		}
 	}
-	for (uint64_t i = 0; i < n; i++) {
-		uint8_t e[8];
-		uint64_t seq;
-		if ((rc = rd_walk(&rd, i * 8, 8, e, NULL)) < 0)
-			goto out;
-		seq = get_le64(e);
-		if (seq < g->first_seq || seq >= g->first_seq + g->count) {
-			ignored++;      /* zero fill after power loss, or cut records */
-			/* Acks for records cut at open: never hand out their seqs
-			 * again, or a new record would come back already acked. */
-			if (seq >= g->first_seq + g->count && seq >= sp->next_seq &&
-			    seq - g->first_seq < ((uint64_t)1 << 32))
-				sp->next_seq = seq + 1;
-			continue;
-		}
-		if ((rc = seg_set_acked(g, seq)) < 0)
-			goto out;
-	}
-	rc = 0;
 	if (ignored)
 		log_warn("ack log %s: %" PRIu64 " entries outside the segment ignored", path, ignored);
 out:
 	if (rc < 0)
-		log_err("read %s: %s", path, strerror(errno));
+		log_err("read %s: %s", path, rc == M2Z_ERR_IO ? strerror(errno) : m2z_strerror(rc));
 	close(rd.fd);
-	return rc < 0 ? M2Z_ERR_IO : 0;
+	return rc < 0 ? rc : 0;
 }
 
+/* 0 with *FIRST, -1 if NAME is not one of ours, -2 if it looks like ours
+ * but the number does not fit in 64 bits. */
 static int parse_name(const char *name, const char *ext, uint64_t *first)
 {
 	size_t n = strlen(name);
@@ -716,7 +1177,10 @@ static int parse_name(const char *name, const char *ext, uint64_t *first)
 	for (int i = 0; i < NAME_DIGITS; i++) {
 		if (name[i] < '0' || name[i] > '9')
 			return -1;
-		v = v * 10 + (uint64_t)(name[i] - '0');
+		uint64_t d = (uint64_t)(name[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -2;
+		v = v * 10 + d;
 	}
 	*first = v;
 	return 0;
@@ -729,7 +1193,32 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Sorted first seqs of *.seg files; orphan *.ack files are removed. */
+static int push_u64(uint64_t **v, size_t *n, size_t *cap, uint64_t x)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 64;
+		uint64_t *nv = realloc(*v, c * sizeof(*nv));
+		if (!nv)
+			return M2Z_ERR_NOMEM;
+		*v = nv;
+		*cap = c;
+	}
+	(*v)[(*n)++] = x;
+	return 0;
+}
+
+/* Name E (of type EXT) as a number; warns about an overflowing name. */
+static int name_of(const struct spool *sp, const char *name, const char *ext, uint64_t *first)
+{
+	int r = parse_name(name, ext, first);
+
+	if (r == -2)
+		log_warn("%s/%s: number out of range (over 2^64-1); file ignored", sp->dir, name);
+	return r;
+}
+
+/* Sorted first seqs of *.seg files and of .del markers (into sp->dels);
+ * orphan *.ack and *.idx files are removed. */
 static int list_segments(struct spool *sp, uint64_t **out, size_t *n_out)
 {
 	DIR *d = opendir(sp->dir);
@@ -737,35 +1226,35 @@ static int list_segments(struct spool *sp, uint64_t **out, size_t *n_out)
 	uint64_t *v = NULL, first;
 	size_t n = 0, cap = 0;
 	char path[PATH_MAX];
+	int rc = 0;
 
 	if (!d) {
 		log_err("opendir %s: %s", sp->dir, strerror(errno));
 		return M2Z_ERR_IO;
 	}
-	while ((e = readdir(d)) != NULL) {
-		if (parse_name(e->d_name, "seg", &first) < 0)
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 64;
-			uint64_t *nv = realloc(v, cap * sizeof(*nv));
-			if (!nv) {
-				closedir(d);
-				free(v);
-				return M2Z_ERR_NOMEM;
-			}
-			v = nv;
-		}
-		v[n++] = first;
+	while (rc == 0 && (e = readdir(d)) != NULL) {
+		if (name_of(sp, e->d_name, "seg", &first) == 0)
+			rc = push_u64(&v, &n, &cap, first);
+		else if (name_of(sp, e->d_name, "del", &first) == 0)
+			rc = push_u64(&sp->dels, &sp->n_dels, &sp->dels_cap, first);
+	}
+	if (rc < 0) {
+		closedir(d);
+		free(v);
+		return rc;
 	}
 	rewinddir(d);
 	if (n)
 		qsort(v, n, sizeof(*v), cmp_u64);
+	if (sp->n_dels)
+		qsort(sp->dels, sp->n_dels, sizeof(*sp->dels), cmp_u64);
 	while ((e = readdir(d)) != NULL) {
-		if (parse_name(e->d_name, "ack", &first) < 0 ||
+		if ((name_of(sp, e->d_name, "ack", &first) < 0 &&
+		     name_of(sp, e->d_name, "idx", &first) < 0) ||
 		    (n && bsearch(&first, v, n, sizeof(*v), cmp_u64)))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", sp->dir, e->d_name);
-		log_info("removing orphan ack log %s", path);
+		log_info("removing orphan %s", path);
 		unlink(path);
 	}
 	closedir(d);
@@ -774,28 +1263,43 @@ static int list_segments(struct spool *sp, uint64_t **out, size_t *n_out)
 	return 0;
 }
 
+/* Records [PREV_END, FIRST) are in no segment: fine where a .del marker
+ * says the segment holding them was deleted on purpose, else lost (a
+ * segment deleted, emptied or cut by damage). Reported once: a marker is
+ * left for the next open. */
+static void check_gap(struct spool *sp, uint64_t prev_end, uint64_t first)
+{
+	uint64_t upto;
+
+	if (first <= prev_end)
+		return;
+	upto = del_explains_from(sp, prev_end, first);
+	if (upto == prev_end)
+		return;
+	sp->corrupt += upto - prev_end;
+	log_err("records %" PRIu64 "..%" PRIu64 " (%" PRIu64 ") are missing before segment %0*"
+		PRIu64 ".seg: a segment was deleted, emptied or cut by damage", prev_end,
+		upto - 1, upto - prev_end, NAME_DIGITS, first);
+	del_add(sp, prev_end);
+}
+
 static int load_one(struct spool *sp, uint64_t first, bool last, uint8_t *buf,
-		    uint64_t *prev_end, bool *prev_cut)
+		    uint64_t *prev_end)
 {
 	struct seg *g = seg_new(first);
-	uint64_t cut_before = sp->cut_bytes;
 	int rc;
 
 	if (!g)
 		return M2Z_ERR_NOMEM;
-	if ((rc = scan_segment(sp, g, last, buf)) == 0)
-		rc = load_acks(sp, g, buf);
-	if (rc == 0)
+	if ((rc = scan_segment(sp, g, last, buf)) == 0 && (rc = load_acks(sp, g, buf)) == 0 &&
+	    (rc = account_damage(sp, g)) == 0)
 		rc = segs_push(sp, g);
 	if (rc < 0) {
 		seg_free(g);
 		return rc;
 	}
-	if (*prev_cut && first > *prev_end)
-		log_err("up to %" PRIu64 " records (seq %" PRIu64 "..%" PRIu64 ") lost with "
-			"the corrupt part of the previous segment", first - *prev_end,
-			*prev_end, first - 1);
-	*prev_cut = sp->cut_bytes != cut_before;
+	if (sp->n_segs > 1)
+		check_gap(sp, *prev_end, first);
 	*prev_end = first + g->count;
 	if (*prev_end > sp->next_seq)
 		sp->next_seq = *prev_end;
@@ -809,7 +1313,6 @@ static int load_one(struct spool *sp, uint64_t first, bool last, uint8_t *buf,
 static int replay(struct spool *sp)
 {
 	uint64_t *firsts = NULL, prev_end = 1;
-	bool prev_cut = false;
 	size_t n = 0;
 	uint8_t *buf = malloc(RD_BUF);
 	int rc;
@@ -824,7 +1327,7 @@ static int replay(struct spool *sp)
 				NAME_DIGITS, firsts[i]);
 			continue;
 		}
-		rc = load_one(sp, firsts[i], i + 1 == n, buf, &prev_end, &prev_cut);
+		rc = load_one(sp, firsts[i], i + 1 == n, buf, &prev_end);
 	}
 	if (rc < 0)
 		goto out;
@@ -836,6 +1339,7 @@ static int replay(struct spool *sp)
 		else
 			i++;
 	}
+	del_prune(sp);
 out:
 	free(firsts);
 	free(buf);
@@ -850,9 +1354,12 @@ static int prepare_dir(struct spool *sp)
 		log_err("mkdir %s: %s", sp->dir, strerror(errno));
 		return M2Z_ERR_IO;
 	}
-	if (stat(sp->dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		log_err("spool directory %s: %s", sp->dir,
-			errno ? strerror(errno) : "not a directory");
+	if (stat(sp->dir, &st) < 0) {
+		log_err("spool.directory %s: %s", sp->dir, strerror(errno));
+		return M2Z_ERR_IO;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		log_err("spool.directory %s is not a directory", sp->dir);
 		return M2Z_ERR_IO;
 	}
 	if (st.st_mode & 077) {
@@ -970,6 +1477,10 @@ int spool_open(const struct spool_opts *opts, struct spool **out)
 	if ((rc = prepare_dir(sp)) < 0 || (rc = take_lock(sp)) < 0 ||
 	    (rc = replay(sp)) < 0 || (rc = open_write_seg(sp)) < 0)
 		goto fail;
+	/* Delivered data is not kept across a restart either. */
+	if (write_seg(sp)->count > 0 && seg_done(write_seg(sp)))
+		retire_write_seg(sp);
+	sp->since_statvfs = STATVFS_EVERY;
 	cursor_to(sp, sp->segs[0]);
 	if (sp->o.sync != SPOOL_SYNC_ALWAYS) {
 		if (pthread_create(&sp->thread, NULL, group_thread, sp) != 0) {
@@ -995,7 +1506,7 @@ fail:
 static void group_commit(struct spool *sp)
 {
 	int fds[64];
-	int n = 0;
+	int n = 0, err = 0;
 
 	flush_all_acks(sp);
 	if (sp->o.sync != SPOOL_SYNC_GROUP)
@@ -1019,10 +1530,16 @@ static void group_commit(struct spool *sp)
 	pthread_mutex_unlock(&sp->mu);
 	for (int i = 0; i < n; i++) {
 		if (do_fdatasync(fds[i]) < 0)
-			log_err("group commit fdatasync: %s", strerror(errno));
+			err = errno;
 		close(fds[i]);
 	}
 	pthread_mutex_lock(&sp->mu);
+	/* Once per episode, not every group_commit_ms. */
+	if (err && !sp->sync_failing)
+		log_err("group commit fdatasync: %s", strerror(err));
+	else if (!err && sp->sync_failing)
+		log_info("group commit fdatasync works again");
+	sp->sync_failing = err != 0;
 }
 
 static void *group_thread(void *arg)
@@ -1043,49 +1560,114 @@ static void *group_thread(void *arg)
 
 /* ---------------------------------------------------------------- append */
 
-/* Make room for FRAMED bytes per the on_full policy. */
+/* Is free space below the reserve once FRAMED more bytes are written?
+ * statvfs only every STATVFS_EVERY bytes written, after a segment roll or
+ * delete, or when the estimate comes near the reserve. */
+static bool below_reserve(struct spool *sp, uint64_t framed)
+{
+	struct statvfs vfs;
+
+	if (!sp->o.reserve_bytes)
+		return false;
+	if (sp->since_statvfs >= STATVFS_EVERY || sp->free_est < sp->o.reserve_bytes + framed) {
+		if (fstatvfs(sp->dir_fd, &vfs) < 0) {
+			log_warn("statvfs %s: %s", sp->dir, strerror(errno));
+			return false;   /* cannot tell: let write(2) decide */
+		}
+		sp->free_est = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+		sp->since_statvfs = 0;
+	}
+	return sp->free_est < sp->o.reserve_bytes + framed;
+}
+
+static void warn_full(struct spool *sp, bool low)
+{
+	if (sp->warned_full)
+		return;
+	sp->warned_full = true;
+	if (low)
+		log_warn("free space for %s is %" PRIu64 " bytes, below the reserve of %" PRIu64
+			 ": spool full (on_full policy applies)", sp->dir, sp->free_est,
+			 sp->o.reserve_bytes);
+	else if (sp->o.on_full == SPOOL_FULL_BLOCK)
+		log_warn("spool full (%" PRIu64 " bytes): appends wait for acknowledgements",
+			 sp->bytes);
+	else if (sp->o.on_full == SPOOL_FULL_REJECT_NEWEST)
+		log_warn("spool full (%" PRIu64 " bytes): new records are rejected", sp->bytes);
+}
+
+static int drop_oldest(struct spool *sp)
+{
+	struct seg *old = sp->segs[0];
+
+	log_warn("spool full (%" PRIu64 " bytes): dropping segment %" PRIu64 " with %" PRIu64
+		 " unacknowledged records", sp->bytes, old->first_seq, old->count - old->n_acked);
+	if (old == write_seg(sp))
+		return retire_write_seg(sp);
+	seg_delete(sp, old);
+	return 0;
+}
+
+/* Make room for FRAMED bytes (max_bytes, free-space reserve) per the
+ * on_full policy. */
 static int make_room(struct spool *sp, uint64_t framed)
 {
-	while (sp->o.max_bytes && sp->bytes + framed > sp->o.max_bytes) {
+	for (;;) {
 		struct seg *w = write_seg(sp);
+		bool over = sp->o.max_bytes && sp->bytes + framed > sp->o.max_bytes;
+		bool low = !over && below_reserve(sp, framed);
+		struct timespec ts;
 		int rc;
 
 		if (sp->closed)
 			return M2Z_ERR_CLOSED;
+		if (!over && !low)
+			break;
 		if (w->count > 0 && seg_done(w)) {
 			if ((rc = retire_write_seg(sp)) < 0)
 				return rc;
 			continue;
 		}
+		warn_full(sp, low);
 		switch (sp->o.on_full) {
 		case SPOOL_FULL_REJECT_NEWEST:
 			return M2Z_ERR_FULL;
-		case SPOOL_FULL_DROP_OLDEST: {
-			struct seg *old = sp->segs[0];
-			log_warn("spool full (%" PRIu64 " bytes): dropping segment %" PRIu64
-				 " with %" PRIu64 " unacknowledged records", sp->bytes,
-				 old->first_seq, old->count - old->n_acked);
-			if (old == w)
-				rc = retire_write_seg(sp);
-			else
-				rc = (seg_delete(sp, old), 0);
-			if (rc < 0)
+		case SPOOL_FULL_DROP_OLDEST:
+			if (sp->bytes == 0)
+				return M2Z_ERR_FULL;    /* the disk is full of others' data */
+			if ((rc = drop_oldest(sp)) < 0)
 				return rc;
 			break;
-		}
 		case SPOOL_FULL_BLOCK:
-			if (!sp->warned_full)
-				log_warn("spool full (%" PRIu64 " bytes): appends wait for "
-					 "acknowledgements", sp->bytes);
-			sp->warned_full = true;
 			sp->n_blocked++;
-			pthread_cond_wait(&sp->space, &sp->mu);
+			if (low) {      /* space may come back from outside: re-check */
+				deadline_after(&ts, RESERVE_WAIT_MS);
+				pthread_cond_timedwait(&sp->space, &sp->mu, &ts);
+				sp->since_statvfs = STATVFS_EVERY;
+			} else {
+				pthread_cond_wait(&sp->space, &sp->mu);
+			}
 			sp->n_blocked--;
 			break;
 		}
 	}
 	sp->warned_full = false;
-	return sp->closed ? M2Z_ERR_CLOSED : 0;
+	return 0;
+}
+
+/* A write to the write segment failed: cut what it left so the file ends
+ * at a frame boundary; if even that fails, seal it (the next append rolls)
+ * and never reuse the sequence number: a complete frame left behind would
+ * come back at the next open, and must not clash with the retried record
+ * (it is then a duplicate, which at-least-once allows). */
+static void cut_partial(struct spool *sp, struct seg *w)
+{
+	if (ftruncate(sp->wfd, (off_t)w->size) < 0) {
+		log_err("cannot cut the partial record from segment %" PRIu64 ": %s; the next "
+			"append starts a new segment", w->first_seq, strerror(errno));
+		sp->w_sealed = true;
+		sp->next_seq++;
+	}
 }
 
 static int write_record(struct spool *sp, const void *rec, size_t len, int64_t ms)
@@ -1105,10 +1687,9 @@ static int write_record(struct spool *sp, const void *rec, size_t len, int64_t m
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
-			log_err("write to segment %" PRIu64 ": %s", w->first_seq,
+			io_fail(sp, "write to segment %" PRIu64 ": %s", w->first_seq,
 				r < 0 ? strerror(errno) : "no progress");
-			if (ftruncate(sp->wfd, (off_t)w->size) < 0)
-				log_err("cannot cut the partial record: %s", strerror(errno));
+			cut_partial(sp, w);
 			return M2Z_ERR_IO;
 		}
 		done += (size_t)r;
@@ -1119,11 +1700,22 @@ static int write_record(struct spool *sp, const void *rec, size_t len, int64_t m
 			r -= (ssize_t)k;
 		}
 	}
+	/* Not durable means not appended: the caller retries the same record. */
+	if (sp->o.sync == SPOOL_SYNC_ALWAYS && do_fdatasync(sp->wfd) < 0) {
+		io_fail(sp, "fdatasync of segment %" PRIu64 ": %s", w->first_seq, strerror(errno));
+		cut_partial(sp, w);
+		return M2Z_ERR_IO;
+	}
 	if (w->count == 0)
 		w->first_ms = ms;
 	w->count++;
 	w->size += total;
 	sp->bytes += total;
+	sp->since_statvfs += total;
+	sp->free_est -= sp->free_est < total ? sp->free_est : total;
+	if (sp->io_failing)
+		log_info("spool writes work again (segment %" PRIu64 ")", w->first_seq);
+	sp->io_failing = false;
 	return 0;
 }
 
@@ -1141,13 +1733,15 @@ int spool_append(struct spool *sp, const void *rec, size_t len, uint64_t *seq_ou
 	w = write_seg(sp);
 	/* Rotate when full, or when seqs would not be contiguous in the file
 	 * (next_seq was raised past a cut at open). */
-	if ((w->size > 0 && w->size + framed > sp->o.segment_bytes) ||
+	if ((w->size > 0 && w->size + framed > sp->o.segment_bytes) || sp->w_sealed ||
 	    w->first_seq + w->count != sp->next_seq) {
 		struct seg *old = w;
 		if ((rc = seg_create(sp)) < 0)
 			goto out;
 		if (seg_done(old))
 			seg_delete(sp, old);
+		else
+			idx_write(sp, old);
 	}
 	if ((rc = write_record(sp, rec, len, wall_ms())) < 0)
 		goto out;
@@ -1156,12 +1750,7 @@ int spool_append(struct spool *sp, const void *rec, size_t len, uint64_t *seq_ou
 	sp->next_seq++;
 	sp->live++;
 	sp->appended++;
-	if (sp->o.sync == SPOOL_SYNC_ALWAYS && do_fdatasync(sp->wfd) < 0) {
-		log_err("fdatasync of segment: %s", strerror(errno));
-		rc = M2Z_ERR_IO;        /* written, so it will still be delivered */
-	} else {
-		sp->w_dirty = true;
-	}
+	sp->w_dirty = sp->o.sync != SPOOL_SYNC_ALWAYS;
 	pthread_cond_signal(&sp->data);
 out:
 	pthread_mutex_unlock(&sp->mu);
@@ -1174,26 +1763,92 @@ out:
 static void cut_cursor_seg(struct spool *sp, const char *why)
 {
 	struct seg *g = sp->cur;
-	uint64_t from_seq = sp->cur_seq;
+	uint64_t from_seq = sp->cur_seq, n = 0;
 
-	log_err("segment %" PRIu64 ": %s at offset %" PRIu64 "; dropping records %"
-		PRIu64 "..%" PRIu64, g->first_seq, why, sp->cur_off, from_seq,
-		g->first_seq + g->count - 1);
+	for (uint64_t s = from_seq; s < g->first_seq + g->count; s++)
+		n += !seg_is_acked(g, s);
+	if (n)          /* else reported before: all of them are marked done */
+		log_err("segment %" PRIu64 ": %s at offset %" PRIu64 ", no valid record after "
+			"it; %" PRIu64 " records lost (seq %" PRIu64 "..%" PRIu64 ")", g->first_seq,
+			why, sp->cur_off, n, from_seq, g->first_seq + g->count - 1);
 	sp->cur_off = g->size;
 	for (uint64_t s = from_seq; s < g->first_seq + g->count; s++) {
 		if (seg_is_acked(g, s))
 			continue;
-		sp->dropped++;
+		sp->corrupt++;
 		if (mark_done(sp, s) < 0 || sp->cur != g)
 			break;          /* segment completed and deleted */
 	}
 }
 
-/* Read the record at the cursor. 1 = *out set, 0 = nothing more now. */
-static int read_one(struct spool *sp, struct spool_rec **out)
+/* Records [FROM, TO) of the cursor segment are not in its file: those
+ * not already done (damage found at open marks them) are counted, logged
+ * and marked done. Returns false if that completed and deleted the
+ * segment (the cursor moved on). */
+static bool lose_range(struct spool *sp, uint64_t from, uint64_t to, uint64_t off)
+{
+	struct seg *g = sp->cur;
+	uint64_t n = 0;
+
+	for (uint64_t s = from; s < to; s++)
+		n += !seg_is_acked(g, s);
+	if (n == 0)
+		return true;
+	sp->corrupt += n;
+	log_err("segment %0*" PRIu64 ".seg: damage at offset %" PRIu64 " found on read; %"
+		PRIu64 " records lost (seq %" PRIu64 "..%" PRIu64 "), the records after them "
+		"are kept", NAME_DIGITS, g->first_seq, off, n, from, to - 1);
+	for (uint64_t s = from; s < to; s++) {
+		if (!seg_is_acked(g, s) && (mark_done(sp, s) < 0 || sp->cur != g))
+			return sp->cur == g;
+	}
+	return true;
+}
+
+/* The frame at the cursor is damaged (a sealed segment opened from its
+ * index is not re-checked at open, or the medium changed since): move to
+ * the next valid frame as the open-time scan would, or give up the rest. */
+static void read_damage(struct spool *sp, const char *why)
+{
+	struct seg *g = sp->cur;
+	uint64_t at, off = sp->cur_off, from = sp->cur_seq;
+	struct frame fr;
+
+	if (resync(&sp->rd, off, g->size, from, g->first_seq + g->count - 1, &at, &fr) <= 0) {
+		cut_cursor_seg(sp, why);
+		return;
+	}
+	seg_add_skip(g, off, at, from, fr.seq);     /* for a rewind; best effort */
+	sp->cur_off = at;
+	sp->cur_seq = fr.seq;
+	lose_range(sp, from, fr.seq, off);
+}
+
+/* Open the cursor segment's file if needed; jump damage found at open. */
+static int cursor_prepare(struct spool *sp, struct seg *g)
 {
 	char path[PATH_MAX];
 
+	if (sp->rd.fd < 0) {
+		seg_path(sp, path, sizeof(path), g->first_seq, "seg");
+		sp->rd.fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (sp->rd.fd < 0) {
+			log_err("open %s: %s", path, strerror(errno));
+			return M2Z_ERR_IO;
+		}
+	}
+	for (size_t i = 0; i < g->n_skips; i++) {
+		if (g->skips[i].from == sp->cur_off) {
+			sp->cur_off = g->skips[i].to;
+			break;
+		}
+	}
+	return 0;
+}
+
+/* Read the record at the cursor. 1 = *out set, 0 = nothing more now. */
+static int read_one(struct spool *sp, struct spool_rec **out)
+{
 	while (sp->cur) {
 		struct seg *g = sp->cur;
 		uint64_t seq, off = sp->cur_off;
@@ -1208,22 +1863,18 @@ static int read_one(struct spool *sp, struct spool_rec **out)
 			cursor_to(sp, sp->segs[i + 1]);
 			continue;
 		}
-		if (sp->rd.fd < 0) {
-			seg_path(sp, path, sizeof(path), g->first_seq, "seg");
-			sp->rd.fd = open(path, O_RDONLY | O_CLOEXEC);
-			if (sp->rd.fd < 0) {
-				log_err("open %s: %s", path, strerror(errno));
-				return M2Z_ERR_IO;
-			}
-		}
+		if (cursor_prepare(sp, g) < 0)
+			return M2Z_ERR_IO;
+		off = sp->cur_off;
 		if (rd_walk(&sp->rd, off, sizeof(h), h, NULL) < 0) {
 			cut_cursor_seg(sp, "read failed");
 			continue;
 		}
 		len = get_le32(h);
 		seq = get_le64(h + 8);
-		if (len < BODY_HDR_LEN || off + HDR_LEN + len > g->size || seq != sp->cur_seq) {
-			cut_cursor_seg(sp, "bad frame");
+		if (len < BODY_HDR_LEN || off + HDR_LEN + len > g->size || seq < sp->cur_seq ||
+		    seq >= g->first_seq + g->count) {
+			read_damage(sp, "bad frame");
 			continue;
 		}
 		r = malloc(sizeof(*r) + len - BODY_HDR_LEN);
@@ -1236,11 +1887,15 @@ static int read_one(struct spool *sp, struct spool_rec **out)
 		if (rd_walk(&sp->rd, off + FRAME_OVERHEAD, r->len, r->data, &crc) < 0 ||
 		    crc != get_le32(h + 4)) {
 			free(r);
-			cut_cursor_seg(sp, "checksum mismatch on read");
+			read_damage(sp, "checksum mismatch on read");
+			continue;
+		}
+		if (seq > sp->cur_seq && !lose_range(sp, sp->cur_seq, seq, off)) {
+			free(r);
 			continue;
 		}
 		sp->cur_off = off + HDR_LEN + len;
-		sp->cur_seq++;
+		sp->cur_seq = seq + 1;
 		if (seg_is_acked(g, seq)) {
 			free(r);
 			continue;
@@ -1339,6 +1994,7 @@ void spool_get_stats(struct spool *sp, struct spool_stats *st)
 		}
 	}
 	st->dropped = sp->dropped;
+	st->corrupt = sp->corrupt;
 	st->cut_bytes = sp->cut_bytes;
 	st->appended = sp->appended;
 	pthread_mutex_unlock(&sp->mu);
@@ -1411,6 +2067,7 @@ void spool_free(struct spool *sp)
 	if (sp->dir_fd >= 0)
 		close(sp->dir_fd);
 	free(sp->rd.buf);
+	free(sp->dels);
 	free(sp->dir);
 	pthread_mutex_destroy(&sp->mu);
 	pthread_cond_destroy(&sp->data);

@@ -2,13 +2,32 @@
  *
  * Layout: DIR (mode 0700) holds append-only segment files
  * "NNNNNNNNNNNNNNNNNNNN.seg" (first sequence number, zero-padded) of framed
- * records [u32 length][u32 CRC-32C of the body][body], and an acknowledgement
- * log per segment ("….ack", appended sequence numbers). A segment is deleted
- * once every record in it is acknowledged (or dropped). At open the segments
- * are scanned once (every frame's length, CRC and sequence checked; records
- * are not kept in memory) and a torn or corrupt tail is cut and logged; it
- * is never fatal. Memory per live segment: a few counters plus one bit per
- * record once any of its records is acknowledged.
+ * records [u32 length][u32 CRC-32C of the body][body], an acknowledgement
+ * log per segment ("….ack": a magic header, then [u64 seq][u32 CRC-32C]
+ * per entry; 0.1.0's headerless u64 logs are still read) and, where a
+ * fully acknowledged segment was deleted while an older one is still live,
+ * an empty marker "….del" (so a missing segment can be told from a
+ * deleted one). A segment is deleted once every record in it is
+ * acknowledged (or dropped); a fully acknowledged write segment of at
+ * least 64 KiB is rolled and deleted at once, so a drained spool uses
+ * less than 64 KiB (plus one empty segment) whatever segment_bytes is.
+ *
+ * Start-up: a sealed segment has an index ("….idx": count, size, damaged
+ * ranges, with its own CRC); when it checks out and matches the segment's
+ * size, open trusts it. Other segments (the write segment, an index that is
+ * missing or damaged) are scanned once: every frame's length, CRC and
+ * sequence checked; records are not kept in memory. Every record's CRC is
+ * checked again when it is read for delivery, where damage is handled as at
+ * open.
+ *
+ * Corruption: in a scanned segment (or on read) a damaged
+ * frame is skipped by resynchronising on the next valid frame, so valid
+ * records after damage are kept; trailing garbage (a torn write) is cut.
+ * Records lost to damage, in a segment or as a missing/emptied segment
+ * between two others, are logged once with their sequence range, counted in
+ * spool_stats.corrupt and recorded as done (in the ack log, or a .del
+ * marker for a missing segment) so they are not reported again. A damaged ack entry is skipped and logged: the record it
+ * named is delivered again (at-least-once). Corruption is never fatal.
  *
  * Writers (the MQTT thread) call spool_append(); one reader (the forwarder)
  * calls spool_next() and later spool_ack() in any order. Records come out in
@@ -21,7 +40,10 @@
  * SPOOL_SYNC_GROUP a background thread fsyncs every group_commit_ms (power
  * loss may lose the last interval); SPOOL_SYNC_NONE leaves it to the kernel.
  *
- * Bounds: max_bytes (sum of live segment sizes) and max_age_ms. When full:
+ * Bounds: max_bytes (sum of live segment sizes), max_age_ms, and
+ * reserve_bytes of free space left on the filesystem (checked with statvfs
+ * at open, at each segment roll, every 64 KiB written, and on every append
+ * once the estimate comes near the reserve). When either is reached:
  * SPOOL_FULL_BLOCK makes spool_append() wait (so the MQTT ack is held back
  * and the broker keeps the message); DROP_OLDEST drops the oldest whole
  * segment (counted, logged); REJECT_NEWEST returns M2Z_ERR_FULL. */
@@ -45,6 +67,8 @@ struct spool_opts {
 				       2020 (clock not yet set) never age out */
 	enum spool_full on_full;
 	uint64_t segment_bytes;     /* 64 .. 4GiB; a record must fit in one */
+	uint64_t reserve_bytes;     /* free space to leave on the filesystem;
+				       0 = none */
 };
 
 /* One record handed to the reader. Owned by the reader until
@@ -63,8 +87,10 @@ struct spool_stats {
 	int64_t oldest_ms;          /* append time of the oldest live record, 0 if none;
 				       segment granularity: the first record of the
 				       oldest segment still holding a live record */
-	uint64_t dropped;           /* records dropped by bounds since open */
-	uint64_t cut_bytes;         /* torn/corrupt bytes cut at open */
+	uint64_t dropped;           /* records dropped by bounds (drop_oldest,
+				       max_age) since open */
+	uint64_t corrupt;           /* records lost to damage on disk since open */
+	uint64_t cut_bytes;         /* torn/corrupt bytes cut or skipped at open */
 	uint64_t appended;          /* records appended since open */
 };
 
@@ -75,10 +101,22 @@ struct spool_stats {
  * open of the same directory, by any process, fails with M2Z_ERR_IO. */
 int spool_open(const struct spool_opts *opts, struct spool **out);
 
-/* Append one record. Thread-safe. Returns 0 (durable as described above),
- * M2Z_ERR_FULL (rejected by the bound), M2Z_ERR_TOO_BIG (record larger than
- * a segment), M2Z_ERR_CLOSED (spool_close() called while waiting), or
- * M2Z_ERR_IO. *seq_out (may be NULL) receives the record's sequence. */
+/* Append one record. Thread-safe. *seq_out (may be NULL) receives the
+ * record's sequence. Returns:
+ *   0               durable as described above;
+ *   M2Z_ERR_FULL    max_bytes or the free-space reserve reached and the
+ *                   policy is REJECT_NEWEST, or DROP_OLDEST with nothing
+ *                   left to drop (BLOCK waits instead, re-checking free
+ *                   space every second); nothing was written;
+ *   M2Z_ERR_IO      write(2), fdatasync (SYNC_ALWAYS) or creating a segment
+ *                   failed (ENOSPC, EIO, EROFS...): the partial frame was cut
+ *                   (or, if that failed too, the segment is sealed and the
+ *                   next append starts a new one), nothing of this record
+ *                   will be delivered, and the same call may be retried
+ *                   later. The errno text is logged once per episode; the
+ *                   first success after it logs the recovery;
+ *   M2Z_ERR_TOO_BIG record larger than a segment or than max_bytes;
+ *   M2Z_ERR_CLOSED  spool_close() was called (also wakes a BLOCK wait). */
 int spool_append(struct spool *sp, const void *rec, size_t len, uint64_t *seq_out);
 
 /* Next record not yet handed out, in append order, waiting up to TIMEOUT_MS
