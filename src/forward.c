@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "deadletter.h"
 #include "err.h"
@@ -73,6 +74,9 @@ struct forward {
 	int64_t pause_until, pause_started;
 	int64_t last_shrink;         /* when the window was last halved */
 	bool waiting_token, gateway_failing, warned_no_oauth;
+	int gw_state;                /* last reported to on_gateway: 0 none, 1 ok, 2 failing */
+	long stall_after;            /* test hook, see forward_heartbeat_ms() */
+	int64_t heartbeat;           /* atomic: mono ms of the last loop pass */
 };
 
 /* ---- small lists ----------------------------------------------------------- */
@@ -250,6 +254,15 @@ static void finish(struct forward *fw, struct pend *p)
 	key_finish(fw, p);
 }
 
+static void gateway_state(struct forward *fw, bool ok, int code, const char *details)
+{
+	if (fw->gw_state == (ok ? 1 : 2))
+		return;
+	fw->gw_state = ok ? 1 : 2;
+	if (fw->o.on_gateway)
+		fw->o.on_gateway(fw->o.on_gateway_arg, ok, code, details);
+}
+
 static void pause_all(struct forward *fw, struct pend *p, int64_t now)
 {
 	int64_t delay;
@@ -264,6 +277,7 @@ static void pause_all(struct forward *fw, struct pend *p, int64_t now)
 			log_warn("gateway answered %s (%s); holding %zu event(s) and retrying with backoff",
 				 zeebe_code_name(p->code), p->details, fw->npending);
 		fw->gateway_failing = true;
+		gateway_state(fw, false, p->code, p->details);
 		fw->pause_until = now + delay;
 		fw->pause_started = now;
 	}
@@ -279,10 +293,14 @@ static void on_result(struct forward *fw, struct pend *p, int64_t now)
 	}
 	switch (forward_classify(p->code)) {
 	case FWD_DONE:
-		if (p->code == ZEEBE_OK)
+		stats_observe_latency(mono_ms() - p->sent_ms);
+		if (p->code == ZEEBE_OK) {
 			STAT_INC(published);
-		else
+			atomic_store_explicit(&g_stats.last_publish_ms, now_ms(), memory_order_relaxed);
+		} else {
 			STAT_INC(duplicates);
+		}
+		gateway_state(fw, true, p->code, "");
 		if (fw->gateway_failing)
 			log_info("gateway accepts messages again; draining %zu event(s)", fw->npending);
 		fw->gateway_failing = false;
@@ -499,11 +517,26 @@ static bool stopping(struct forward *fw)
 	return s;
 }
 
+/* M2Z_TEST_STALL_FORWARDER: behave like a wedged loop (no passes, nothing
+ * sent) but still let a shutdown through. */
+static bool stall_hook(struct forward *fw)
+{
+	if (fw->stall_after <= 0 || STAT_GET(published) < (uint64_t)fw->stall_after)
+		return false;
+	log_warn("test hook M2Z_TEST_STALL_FORWARDER: the forwarder loop stalls now");
+	while (!stopping(fw))
+		usleep(20 * 1000);
+	return true;
+}
+
 static void *run(void *arg)
 {
 	struct forward *fw = arg;
 
 	while (!stopping(fw)) {
+		__atomic_store_n(&fw->heartbeat, mono_ms(), __ATOMIC_RELAXED);
+		if (stall_hook(fw))
+			break;
 		int64_t now = mono_ms();
 
 		pthread_mutex_lock(&fw->lock);
@@ -529,6 +562,9 @@ int forward_start(const struct forward_opts *opts, struct forward **out)
 		return M2Z_ERR_NOMEM;
 	fw->o = *opts;
 	fw->window = opts->window;
+	fw->heartbeat = mono_ms();
+	if (getenv("M2Z_TEST_STALL_FORWARDER"))
+		fw->stall_after = strtol(getenv("M2Z_TEST_STALL_FORWARDER"), NULL, 10);
 	fw->max_pending = (size_t)opts->window * 4 < 1024 ? 1024 : (size_t)opts->window * 4;
 	for (fw->nbuckets = 64; fw->nbuckets < fw->max_pending * 2; fw->nbuckets *= 2)
 		;
@@ -581,6 +617,11 @@ void forward_get_state(struct forward *fw, int *window, int *in_flight, int *wai
 	*window = __atomic_load_n(&fw->window, __ATOMIC_RELAXED);
 	*in_flight = __atomic_load_n(&fw->in_flight, __ATOMIC_RELAXED);
 	*waiting = (int)__atomic_load_n(&fw->npending, __ATOMIC_RELAXED);
+}
+
+int64_t forward_heartbeat_ms(struct forward *fw)
+{
+	return __atomic_load_n(&fw->heartbeat, __ATOMIC_RELAXED);
 }
 
 void forward_stop(struct forward *fw, int64_t grace_ms)

@@ -21,6 +21,7 @@
 #ifndef M2Z_FORWARD_H
 #define M2Z_FORWARD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct spool;
@@ -38,6 +39,12 @@ enum fwd_class forward_classify(int code);
  * line to MQTT). LINE is the JSON line, borrowed for the call. */
 typedef void (*forward_dead_fn)(void *arg, const char *line);
 
+/* Called on the forwarder thread when the gateway's state changes: OK after
+ * the first success (and after each recovery), !OK on a gateway-wide
+ * failure (UNAVAILABLE, DEADLINE_EXCEEDED, ...) with its CODE and DETAILS
+ * (borrowed for the call). */
+typedef void (*forward_gateway_fn)(void *arg, bool ok, int code, const char *details);
+
 struct forward_opts {
 	struct spool *spool;        /* borrowed; all four outlive the forwarder */
 	struct zeebe *zeebe;
@@ -48,6 +55,8 @@ struct forward_opts {
 	int64_t retry_max_ms;
 	forward_dead_fn on_dead;    /* may be NULL */
 	void *on_dead_arg;
+	forward_gateway_fn on_gateway; /* may be NULL */
+	void *on_gateway_arg;
 };
 
 int forward_start(const struct forward_opts *opts, struct forward **out);
@@ -62,5 +71,12 @@ void forward_stop(struct forward *fw, int64_t grace_ms);
 
 /* Current window and the number of records waiting on a retry timer. */
 void forward_get_state(struct forward *fw, int *window, int *in_flight, int *waiting);
+
+/* Monotonic ms when the forwarder loop last completed a pass. The loop runs
+ * at least once a second while it is healthy (idle or busy); an old value
+ * means it is stuck (the systemd watchdog and /healthz use it). Any thread.
+ * Test hook: M2Z_TEST_STALL_FORWARDER=N stalls the loop (no more passes,
+ * nothing sent) once N messages were published. */
+int64_t forward_heartbeat_ms(struct forward *fw);
 
 #endif

@@ -22,17 +22,29 @@
 #include "err.h"
 #include "event.h"
 #include "forward.h"
+#include "health.h"
 #include "log.h"
+#include "metrics.h"
 #include "mqtt_in.h"
+#include "notify.h"
 #include "oauth.h"
 #include "route.h"
 #include "spool.h"
 #include "stats.h"
+#include "status.h"
 #include "util.h"
 #include "zeebe.h"
 
 #define USER_AGENT "mqtt2zeebe/" M2Z_VERSION
 #define EXIT_CONFIG 2
+/* The forwarder loop runs at least once a second; this much silence means
+ * it is stuck (no watchdog ping, /healthz 503). */
+#define FORWARDER_STALL_MS 5000
+/* READY=1 waits for the broker's SUBACK at most this long: a broker that
+ * is down at boot must not hold the unit in "activating" (the agent keeps
+ * reconnecting, and forwards what its spool holds meanwhile). */
+#define READY_WAIT_MS 10000
+#define TICK_MS 250
 
 struct agent {
 	struct config *cfg;
@@ -43,6 +55,13 @@ struct agent {
 	struct zeebe *zeebe;
 	struct forward *fw;
 	struct mqtt_in *mqtt;
+	struct health *health;
+	struct metrics *metrics;
+	atomic_bool subscribed;
+	/* used only on the main thread (ops_tick) */
+	struct buf status_doc;
+	int64_t started, next_status, next_stats, next_ping, next_notify_status;
+	bool ready_sent;
 	/* used only on the MQTT thread */
 	struct render_buf rb;
 	struct buf rec;
@@ -193,6 +212,122 @@ static void log_stats(struct agent *ag)
 		 (unsigned long long)os.failures);
 }
 
+/* ---- operability: peer states, status topic, systemd ------------------------ */
+
+static void on_mqtt_state(void *arg, enum mqtt_in_event ev, const char *reason)
+{
+	struct agent *ag = arg;
+
+	if (ev == MQTT_IN_SUBSCRIBED)
+		atomic_store(&ag->subscribed, true);
+	else
+		health_set(ag->health, HEALTH_MQTT, ev == MQTT_IN_CONNECTED ? HEALTH_UP : HEALTH_DOWN,
+			   reason);
+}
+
+static void on_gateway(void *arg, bool ok, int code, const char *details)
+{
+	struct agent *ag = arg;
+
+	health_gateway_event(ag->health, ag->cfg->zeebe.address, ok, code, details);
+}
+
+static void publish_status(struct agent *ag, const struct health_snapshot *s)
+{
+	int mid;
+
+	if (status_format(s, M2Z_VERSION, &ag->status_doc) == M2Z_OK)
+		mqtt_in_publish_retained(ag->mqtt, ag->cfg->status.topic, ag->status_doc.p, &mid);
+}
+
+/* systemd: READY once subscribed (or READY_WAIT_MS passed), STATUS= now and
+ * then, WATCHDOG=1 only while the forwarder loop is alive. */
+static void notify_tick(struct agent *ag, const struct health_snapshot *s, int64_t now, bool changed)
+{
+	int64_t wd = notify_watchdog_ms();
+	char text[300], line[256];
+
+	if (!notify_enabled())
+		return;
+	if (!ag->ready_sent && (atomic_load(&ag->subscribed) || now - ag->started >= READY_WAIT_MS)) {
+		ag->ready_sent = true;
+		changed = true;
+		notify_send("READY=1");
+	}
+	if (changed || now >= ag->next_notify_status) {
+		ag->next_notify_status = now + 5000;
+		health_status_line(s, line, sizeof(line));
+		snprintf(text, sizeof(text), "STATUS=%s", line);
+		notify_send(text);
+	}
+	if (wd > 0 && now >= ag->next_ping && s->forwarder_idle_ms >= 0 &&
+	    s->forwarder_idle_ms < FORWARDER_STALL_MS) {
+		ag->next_ping = now + wd / 2;
+		notify_send("WATCHDOG=1");
+	}
+}
+
+static void ops_tick(struct agent *ag)
+{
+	struct health_snapshot s;
+	int64_t now = mono_ms();
+	bool changed;
+
+	health_tick(ag->health);
+	changed = health_take_changed(ag->health);
+	health_snapshot(ag->health, &s);
+	if (ag->cfg->status.enabled && mqtt_in_connected(ag->mqtt) &&
+	    (changed || (ag->cfg->status.interval_ms > 0 && now >= ag->next_status))) {
+		ag->next_status = now + ag->cfg->status.interval_ms;
+		publish_status(ag, &s);
+	}
+	notify_tick(ag, &s, now, changed);
+	if (ag->cfg->log.stats_interval_ms > 0 && now >= ag->next_stats) {
+		if (ag->next_stats)
+			log_stats(ag);
+		ag->next_stats = now + ag->cfg->log.stats_interval_ms;
+	}
+}
+
+static void set_sources(struct agent *ag)
+{
+	struct health_sources hs = {
+		.spool = ag->spool, .oauth = ag->oauth, .fw = ag->fw,
+		.spool_max_bytes = ag->cfg->spool.max_bytes, .reminder_ms = ag->cfg->log.reminder_ms,
+	};
+
+	if (ag->health)
+		health_set_sources(ag->health, &hs);
+}
+
+static int start_ops(struct agent *ag)
+{
+	char err[512];
+
+	if (health_new(&ag->health) != M2Z_OK)
+		return M2Z_ERR_NOMEM;
+	if (!ag->cfg->metrics.listen[0])
+		return M2Z_OK;
+	if (metrics_start(ag->cfg->metrics.listen, ag->health, M2Z_VERSION, FORWARDER_STALL_MS,
+			  &ag->metrics, err, sizeof(err)) != M2Z_OK) {
+		log_err("%s", err);
+		return M2Z_ERR_NET;
+	}
+	return M2Z_OK;
+}
+
+/* A clean stop says so on the status topic (the Last Will is for the rest). */
+static void publish_offline(struct agent *ag)
+{
+	int mid;
+
+	if (!ag->mqtt || !ag->cfg->status.enabled || !mqtt_in_connected(ag->mqtt))
+		return;
+	if (mqtt_in_publish_retained(ag->mqtt, ag->cfg->status.topic, STATUS_OFFLINE, &mid) == M2Z_OK &&
+	    !mqtt_in_wait_published(ag->mqtt, mid, 2000))
+		log_warn("the broker did not acknowledge the offline status within 2s");
+}
+
 /* ---- run ------------------------------------------------------------------ */
 
 static int start_clients(struct agent *ag)
@@ -253,6 +388,7 @@ static int start_pipeline(struct agent *ag)
 		.retry_initial_ms = ag->cfg->forward.retry_initial_ms,
 		.retry_max_ms = ag->cfg->forward.retry_max_ms,
 		.on_dead = republish_dead, .on_dead_arg = ag,
+		.on_gateway = on_gateway, .on_gateway_arg = ag,
 	};
 
 	if (forward_start(&fo, &ag->fw) != M2Z_OK)
@@ -261,7 +397,11 @@ static int start_pipeline(struct agent *ag)
 		subs[i].filter = routes_filter(ag->routes, i);
 		subs[i].qos = routes_qos(ag->routes, i);
 	}
+	set_sources(ag);
 	if (mqtt_in_new(&ag->cfg->mqtt, subs, n, ingest, ag, &ag->mqtt) != M2Z_OK)
+		return M2Z_ERR_CONFIG;
+	mqtt_in_set_state_fn(ag->mqtt, on_mqtt_state, ag);
+	if (ag->cfg->status.enabled && mqtt_in_set_will(ag->mqtt, ag->cfg->status.topic, STATUS_OFFLINE))
 		return M2Z_ERR_CONFIG;
 	return mqtt_in_start(ag->mqtt);
 }
@@ -269,9 +409,15 @@ static int start_pipeline(struct agent *ag)
 static void stop_all(struct agent *ag)
 {
 	atomic_store(&g_stopping, true);
+	notify_send("STOPPING=1");
+	metrics_stop(ag->metrics);
+	ag->metrics = NULL;
+	publish_offline(ag);
 	/* Ingestion first: a message callback in progress finishes (spooled,
 	 * then acknowledged); nothing new comes in. */
 	mqtt_in_stop(ag->mqtt);
+	if (ag->health)
+		health_set_sources(ag->health, &(struct health_sources){ 0 });
 	forward_stop(ag->fw, ag->cfg->forward.shutdown_timeout_ms);
 	ag->fw = NULL;
 	if (ag->spool)
@@ -288,6 +434,9 @@ static void stop_all(struct agent *ag)
 	deadletter_close(ag->dead);
 	render_buf_free(&ag->rb);
 	buf_free(&ag->rec);
+	buf_free(&ag->status_doc);
+	health_free(ag->health);
+	ag->health = NULL;
 }
 
 static long env_hook(const char *name)
@@ -304,7 +453,7 @@ static int run(struct agent *ag)
 {
 	sigset_t set;
 	int sig, rc;
-	int64_t interval = ag->cfg->log.stats_interval_ms;
+	struct timespec tick = { 0, TICK_MS * 1000000L };
 
 	/* Every thread created from here on inherits the mask; only this
 	 * thread takes the signals, synchronously. */
@@ -318,7 +467,11 @@ static int run(struct agent *ag)
 
 	ag->crash_before = env_hook("before_spool");
 	ag->crash_after = env_hook("after_spool");
+	ag->started = mono_ms();
+	notify_init();
 	rc = open_spool(ag);
+	if (rc == M2Z_OK)
+		rc = start_ops(ag);
 	if (rc == M2Z_OK)
 		rc = start_clients(ag);
 	if (rc == M2Z_OK)
@@ -330,18 +483,15 @@ static int run(struct agent *ag)
 	log_info("mqtt2zeebe %s forwarding %zu route(s) to %s%s", M2Z_VERSION,
 		 routes_count(ag->routes), ag->cfg->zeebe.address,
 		 ag->cfg->zeebe.insecure ? " (plaintext)" : "");
-	for (;;) {
-		if (interval > 0) {
-			struct timespec ts = { (time_t)(interval / 1000), (long)(interval % 1000) * 1000000L };
-			sig = sigtimedwait(&set, NULL, &ts);
-		} else {
-			sig = sigwaitinfo(&set, NULL);
+	for (int64_t next_tick = 0;;) {
+		sig = sigtimedwait(&set, NULL, &tick);
+		/* Ticks keep their pace however often signals arrive. */
+		if (mono_ms() >= next_tick) {
+			next_tick = mono_ms() + TICK_MS;
+			ops_tick(ag);
 		}
-		if (sig < 0) {
-			if (errno == EAGAIN)
-				log_stats(ag);
+		if (sig < 0)
 			continue;
-		}
 		if (sig == SIGUSR1 || sig == SIGHUP) {
 			log_stats(ag);
 			continue;
@@ -547,6 +697,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_CONFIG;
 	}
+	log_detect_journal();
 	if (level && log_level_parse(level) < 0) {
 		fprintf(stderr, "--log-level: expected error, warn, info or debug, got '%s'\n", level);
 		return EXIT_CONFIG;
