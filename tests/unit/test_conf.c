@@ -242,9 +242,9 @@ static void test_error_unknown(void **state)
 	expect_err("[mqtt]\nhost = h\nhots = x\n" ROUTE,
 		   "t.ini:3: unknown key 'hots' in [mqtt] (expected one of: host, port, client_id, username, "
 		   "password, keepalive, clean_session, tls, ca_file, cert_file, key_file, tls_insecure, "
-		   "reconnect_min, reconnect_max)");
+		   "reconnect_min, reconnect_max, shared_group)");
 	expect_err("\n[mqqt]\nhost = h\n" ROUTE,
-		   "t.ini:2: unknown section [mqqt] (expected one of: zeebe, oauth, mqtt, spool, forward, log, route NAME)");
+		   "t.ini:2: unknown section [mqqt] (expected one of: zeebe, oauth, mqtt, spool, forward, log, status, metrics, route NAME)");
 	expect_prefix(ROUTE "colour = red\n", "t.ini:5: unknown key 'colour' in [route r] (expected one of: topic, qos,");
 	expect_prefix("host = x\n" ROUTE, "t.ini:1: key 'host' outside any section");
 	expect_err("[zeebe]\njust words\n" ROUTE, "t.ini:2: expected key = value, a [section] or a comment");
@@ -462,14 +462,26 @@ static void test_env_saas_credentials(void **state)
 	assert_string_equal(cfg->oauth.audience, "file-aud");
 }
 
+/* A file that passes the CA check (exists, PEM marker). */
+static void fake_pem(const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", f);
+	fclose(f);
+}
+
 static void test_env_other(void **state)
 {
 	(void)state;
+	fake_pem("/tmp/m2z-test-ca.pem");
+	fake_pem("/tmp/m2z-test-own.pem");
 	setenv("ZEEBE_KEEP_ALIVE", "60000", 1);
 	setenv("ZEEBE_AUTH_REQUEST_TIMEOUT", "2500", 1);
 	setenv("ZEEBE_TOKEN_SCOPE", "sc", 1);
 	setenv("ZEEBE_OVERRIDE_AUTHORITY", "auth.example", 1);
-	setenv("ZEEBE_CA_CERTIFICATE_PATH", "/ca.pem", 1);
+	setenv("ZEEBE_CA_CERTIFICATE_PATH", "/tmp/m2z-test-ca.pem", 1);
 	setenv("M2Z_MQTT_PASSWORD", "mp", 1);
 	setenv("M2Z_LOG_LEVEL", "warn", 1);
 	assert_int_equal(load("[zeebe]\nkeepalive = 50s\n[mqtt]\npassword = filepw\n" ROUTE), 0);
@@ -477,12 +489,12 @@ static void test_env_other(void **state)
 	assert_int_equal(cfg->oauth.request_timeout_ms, 2500);
 	assert_string_equal(cfg->oauth.scope, "sc");
 	assert_string_equal(cfg->zeebe.override_authority, "auth.example");
-	assert_string_equal(cfg->zeebe.ca_certificate, "/ca.pem");
-	assert_string_equal(cfg->oauth.ca_certificate, "/ca.pem"); /* fallback */
+	assert_string_equal(cfg->zeebe.ca_certificate, "/tmp/m2z-test-ca.pem");
+	assert_string_equal(cfg->oauth.ca_certificate, "/tmp/m2z-test-ca.pem"); /* fallback */
 	assert_string_equal(cfg->mqtt.password, "mp");
 	assert_int_equal(cfg->log.level, LOG_LVL_WARN);
-	assert_int_equal(load("[oauth]\nca_certificate = /own.pem\n" ROUTE), 0);
-	assert_string_equal(cfg->oauth.ca_certificate, "/own.pem");
+	assert_int_equal(load("[oauth]\nca_certificate = /tmp/m2z-test-own.pem\n" ROUTE), 0);
+	assert_string_equal(cfg->oauth.ca_certificate, "/tmp/m2z-test-own.pem");
 	setenv("ZEEBE_KEEP_ALIVE", "1000", 1);
 	expect_err(ROUTE, "t.ini: environment ZEEBE_KEEP_ALIVE ([zeebe] keepalive): 1s is below the minimum 30s "
 		   "(a bare number means milliseconds)");
