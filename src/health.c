@@ -263,25 +263,33 @@ void health_gateway_event(struct health *h, const char *address, bool ok, int co
 }
 
 /* The token cache has no callback: read its counters. A valid token means
- * ok; new failed attempts without a valid token mean failing. */
+ * ok; new failed attempts without a valid token mean failing. Any thread. */
 static void poll_token(struct health *h)
 {
 	struct oauth_stats os;
 	struct oauth *oa;
+	uint64_t new_failures = 0;
+	bool valid;
 	char why[120];
 
 	pthread_mutex_lock(&h->lock);
 	oa = h->src.oauth;
+	if (oa) {
+		oauth_get_stats(oa, &os);
+		valid = os.expires_at_ms > now_ms();
+		if (valid)
+			h->token_failures_seen = os.failures;
+		else
+			new_failures = os.failures - h->token_failures_seen;
+	}
 	pthread_mutex_unlock(&h->lock);
 	if (!oa)
 		return;
-	oauth_get_stats(oa, &os);
-	if (os.expires_at_ms > now_ms()) {
-		h->token_failures_seen = os.failures;
+	if (valid) {
 		health_set(h, HEALTH_TOKEN, HEALTH_UP, "");
-	} else if (os.failures > h->token_failures_seen) {
+	} else if (new_failures) {
 		snprintf(why, sizeof(why), "no valid token; %" PRIu64 " failed request(s) to the token "
-			 "endpoint (see the [oauth] lines)", os.failures - h->token_failures_seen);
+			 "endpoint (see the [oauth] lines)", new_failures);
 		health_set(h, HEALTH_TOKEN, HEALTH_DOWN, why);
 	}
 }
@@ -338,6 +346,7 @@ static void copy_counters(struct health_snapshot *s)
 
 void health_snapshot(struct health *h, struct health_snapshot *s)
 {
+	poll_token(h);
 	memset(s, 0, sizeof(*s));
 	s->now_ms = now_ms();
 	copy_counters(s);
