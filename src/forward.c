@@ -273,9 +273,10 @@ static void pause_all(struct forward *fw, struct pend *p, int64_t now)
 		fw->consecutive_fail++;
 	delay = backoff_ms(fw, fw->consecutive_fail);
 	if (now + delay > fw->pause_until) {
+		/* The operator's line is health.c's "[state] gateway unreachable". */
 		if (!fw->gateway_failing)
-			log_warn("gateway answered %s (%s); holding %zu event(s) and retrying with backoff",
-				 zeebe_code_name(p->code), p->details, fw->npending);
+			log_debug("gateway answered %s (%s); holding %zu event(s) and retrying with backoff",
+				  zeebe_code_name(p->code), p->details, fw->npending);
 		fw->gateway_failing = true;
 		gateway_state(fw, false, p->code, p->details);
 		fw->pause_until = now + delay;
@@ -302,7 +303,7 @@ static void on_result(struct forward *fw, struct pend *p, int64_t now)
 		}
 		gateway_state(fw, true, p->code, "");
 		if (fw->gateway_failing)
-			log_info("gateway accepts messages again; draining %zu event(s)", fw->npending);
+			log_debug("gateway accepts messages again; draining %zu event(s)", fw->npending);
 		fw->gateway_failing = false;
 		fw->consecutive_fail = 0;
 		if (fw->window < fw->o.window && ++fw->window == fw->o.window)

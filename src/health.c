@@ -96,6 +96,22 @@ static void short_details(const char *details, char *out, size_t len)
 	out[n] = '\0';
 }
 
+/* OpenSSL's text ends in "...:SSL routines::certificate verify failed";
+ * the words after the last ':' are the part a person reads. */
+static const char *tls_reason(const char *details)
+{
+	static __thread char r[120];
+	const char *colon = strrchr(details, ':');
+	size_t n;
+
+	snprintf(r, sizeof(r), "%s", colon && colon[1] ? colon + 1 : details);
+	n = strcspn(r, "\r\n");
+	while (n && (r[n - 1] == ')' || r[n - 1] == '.' || r[n - 1] == ' '))
+		n--;
+	r[n] = '\0';
+	return r[0] == ' ' ? r + 1 : r;
+}
+
 void health_gateway_reason(const char *address, int code, const char *details, char *out,
 			   size_t len)
 {
@@ -110,8 +126,8 @@ void health_gateway_reason(const char *address, int code, const char *details, c
 		else if (has(d, "refused"))
 			snprintf(out, len, "cannot reach %s: connection refused", address);
 		else if (has(d, "handshake") || has(d, "ssl") || has(d, "tls") || has(d, "certificate"))
-			snprintf(out, len, "TLS handshake with %s failed (check ca_certificate and the "
-				 "server name): %s", address, d);
+			snprintf(out, len, "TLS handshake with %s failed: %s (check [zeebe] ca_certificate "
+				 "and the server name)", address, tls_reason(details ? details : ""));
 		else if (has(d, "timed out") || has(d, "timeout"))
 			snprintf(out, len, "cannot reach %s: connection timed out", address);
 		else if (has(d, "connect") || has(d, "socket") || has(d, "unreachable") || has(d, "reset"))

@@ -3,6 +3,7 @@
 #include "metrics.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -37,7 +38,10 @@ static void counter(struct buf *b, const char *name, const char *help, uint64_t 
 static void gauge(struct buf *b, const char *name, const char *help, double v)
 {
 	head(b, name, "gauge", help);
-	buf_printf(b, "%s %.17g\n", name, v);
+	if (isinf(v))
+		buf_printf(b, "%s +Inf\n", name);
+	else
+		buf_printf(b, "%s %.15g\n", name, v);
 }
 
 static void histogram(struct buf *b, const struct health_snapshot *s)
@@ -53,7 +57,7 @@ static void histogram(struct buf *b, const struct health_snapshot *s)
 	}
 	cum += s->latency_bucket[STATS_N_BOUNDS];
 	buf_printf(b, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", n, cum);
-	buf_printf(b, "%s_sum %.17g\n%s_count %" PRIu64 "\n", n, s->latency_sum_ms / 1000.0, n, cum);
+	buf_printf(b, "%s_sum %.15g\n%s_count %" PRIu64 "\n", n, s->latency_sum_ms / 1000.0, n, cum);
 }
 
 static void counters(struct buf *b, const struct health_snapshot *s)
@@ -98,7 +102,7 @@ int metrics_format(const struct health_snapshot *s, const char *version, struct 
 	      (double)s->last_publish_ms / 1000.0);
 	gauge(out, "mqtt2zeebe_token_expiry_timestamp_seconds",
 	      "Expiry of the cached OAuth token, Unix seconds (0 = none, +Inf = never).",
-	      s->token_expires_ms == INT64_MAX ? 1.0 / 0.0 : (double)s->token_expires_ms / 1000.0);
+	      s->token_expires_ms == INT64_MAX ? INFINITY : (double)s->token_expires_ms / 1000.0);
 	head(out, up, "gauge", "1 when the peer is up, 0 when down or not yet known.");
 	for (int p = 0; p < HEALTH_N_PEERS; p++)
 		if (s->peer[p].state != HEALTH_OFF)

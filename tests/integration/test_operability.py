@@ -217,6 +217,13 @@ def test_metrics_scrape_matches_gateway(agent, gateway, publish):
     assert s["published"] == ok and s["duplicates"] == dup
 
 
+def test_unit_is_type_notify_with_a_watchdog():
+    with open(os.path.join(util.REPO, "conf", "mqtt2zeebe.service")) as f:
+        lines = f.read().splitlines()
+    for want in ("Type=notify", "NotifyAccess=main", "WatchdogSec=30s", "Restart=on-failure"):
+        assert want in lines, want
+
+
 # ---------------------------------------------------------------- state lines
 
 def test_gateway_unreachable_state_line_reminder_and_recovery(agent, broker, publish):
