@@ -472,6 +472,45 @@ static void fake_pem(const char *path)
 	fclose(f);
 }
 
+/* Operability keys: status topic default, metrics address, CA files. */
+static void test_ops_keys(void **state)
+{
+	FILE *f;
+
+	(void)state;
+	fake_pem("/tmp/m2z-test-ca.pem");
+	assert_int_equal(load("[mqtt]\nclient_id = edge-7\n" ROUTE), 0);
+	assert_true(cfg->status.enabled);
+	assert_string_equal(cfg->status.topic, "mqtt2zeebe/edge-7/status");
+	assert_int_equal(cfg->status.interval_ms, 60000);
+	assert_string_equal(cfg->metrics.listen, "");
+	assert_int_equal(cfg->log.reminder_ms, 60000);
+	assert_int_equal(load("[status]\ntopic = site/a/agent\ninterval = 0\n[metrics]\nlisten = :9464\n"
+			      "[mqtt]\nshared_group = m2z\n" ROUTE), 0);
+	assert_string_equal(cfg->status.topic, "site/a/agent");
+	assert_string_equal(cfg->mqtt.shared_group, "m2z");
+	expect_err("[status]\ntopic = a/+/b\n" ROUTE, "t.ini:2: [status] topic: expected a topic without + or #");
+	expect_err("\n[metrics]\nlisten = 9464\n" ROUTE,
+		   "t.ini:3: [metrics] listen: expected host:port like 127.0.0.1:9464, got '9464'");
+	expect_err("[zeebe]\nca_certificate = /nonexistent/ca.pem\n" ROUTE,
+		   "t.ini:2: [zeebe] ca_certificate: cannot read the CA file '/nonexistent/ca.pem': "
+		   "No such file or directory");
+	/* not PEM: the classic DER-instead-of-PEM mistake */
+	f = fopen("/tmp/m2z-test-der.crt", "w");
+	assert_non_null(f);
+	fputs("\x30\x82\x01\x0a", f);
+	fclose(f);
+	expect_err("[zeebe]\ninsecure = false\nca_certificate = /tmp/m2z-test-der.crt\n" ROUTE,
+		   "t.ini:3: [zeebe] ca_certificate: expected a PEM certificate file "
+		   "(-----BEGIN CERTIFICATE-----), got '/tmp/m2z-test-der.crt'");
+	/* plaintext: the gateway CA is not used, so not checked */
+	assert_int_equal(load("[zeebe]\ninsecure = true\nca_certificate = /nonexistent\n" ROUTE), 0);
+	expect_err("[oauth]\nclient_id = a\nclient_secret = b\nca_certificate = /nonexistent/t.pem\n" ROUTE,
+		   "t.ini:4: [oauth] ca_certificate: cannot read the CA file '/nonexistent/t.pem': "
+		   "No such file or directory");
+	assert_int_equal(load("[zeebe]\nca_certificate = /tmp/m2z-test-ca.pem\n" ROUTE), 0);
+}
+
 static void test_env_other(void **state)
 {
 	(void)state;
@@ -593,6 +632,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_env_address, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_env_insecure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_env_saas_credentials, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ops_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_env_other, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oauth_half_configured, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cross_field, setup, teardown),
