@@ -46,10 +46,13 @@ else
 Q := @
 endif
 
-PKGS := grpc libprotobuf-c libmosquitto inih libcjson
+PKGS := grpc libprotobuf-c libmosquitto inih libcjson libmicrohttpd
 PKG_STATIC := $(if $(filter 1,$(STATIC)),--static)
+STATIC_DEPS_ON := $(filter 1,$(STATIC))
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS := $(shell $(PKG_CONFIG) $(PKG_STATIC) --libs $(PKGS) 2>/dev/null)
+# STATIC=1: libmicrohttpd comes from static-deps.sh without HTTPS, so not
+# from pkg-config --static (which would add GnuTLS and its dependencies).
+PKG_LIBS := $(shell $(PKG_CONFIG) $(PKG_STATIC) --libs $(if $(STATIC_DEPS_ON),$(filter-out libmicrohttpd,$(PKGS)),$(PKGS)) 2>/dev/null)$(if $(STATIC_DEPS_ON), -lmicrohttpd)
 MBEDTLS_LIBS ?= -lmbedtls -lmbedx509 -lmbedcrypto
 
 WARN := -Wall -Wextra -Wstrict-prototypes -Wshadow -Wformat=2 -Wno-unused-parameter

@@ -9,7 +9,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
@@ -69,6 +72,41 @@ SAMPLES = [
 ]
 
 
+def read_status(port, topic, timeout=10):
+    """The retained document on TOPIC, as text."""
+    got = threading.Event()
+    doc = []
+    c = mqtt.Client(client_id="demo-status-reader")
+    c.on_connect = lambda cl, u, f, rc: cl.subscribe(topic, qos=1)
+    c.on_message = lambda cl, u, m: (doc.append(m.payload.decode()), got.set())
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    got.wait(timeout)
+    c.disconnect()
+    c.loop_stop()
+    return doc[0] if doc else "(nothing retained)"
+
+
+def http_get(port, path):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def show_ops(mqtt_port, metrics_port):
+    topic = "mqtt2zeebe/mqtt2zeebe-demo/status"
+    print(f"\nstatus topic {topic} (retained):\n  {read_status(mqtt_port, topic)}")
+    st, body = http_get(metrics_port, "/metrics")
+    print(f"\nGET http://127.0.0.1:{metrics_port}/metrics -> {st} (samples, without # HELP/# TYPE):")
+    for line in body.splitlines():
+        if line and not line.startswith("#") and "_bucket" not in line:
+            print("  " + line)
+    st, body = http_get(metrics_port, "/healthz")
+    print(f"\nGET http://127.0.0.1:{metrics_port}/healthz -> {st} {body.strip()}")
+
+
 def main():
     binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "mqtt2zeebe")
     tmp = tempfile.mkdtemp(prefix="m2z-demo-")
@@ -94,11 +132,12 @@ def main():
 
 
 def run_agent(binary, tmp, certs, mqtt_port, tokens, gateway):
+    metrics_port = free_port()
     with open(os.path.join(ROOT, "conf", "demo.ini")) as f:
         ini = f.read()
     for k, v in {"@GATEWAY_PORT@": gateway.port, "@TOKEN_PORT@": tokens.port,
                  "@MQTT_PORT@": mqtt_port, "@CA@": certs["ca"],
-                 "@SPOOL@": os.path.join(tmp, "spool")}.items():
+                 "@SPOOL@": os.path.join(tmp, "spool"), "@METRICS_PORT@": metrics_port}.items():
         ini = ini.replace(k, str(v))
     conf = os.path.join(tmp, "demo.ini")
     with open(conf, "w") as f:
@@ -135,11 +174,14 @@ def run_agent(binary, tmp, certs, mqtt_port, tokens, gateway):
                 for line in f:
                     d = json.loads(line)
                     print(f"  {d['topic']}: {d['status']}: {d['reason']}")
+        show_ops(mqtt_port, metrics_port)
         agent.send_signal(signal.SIGUSR1)
         time.sleep(0.3)
     finally:
         agent.send_signal(signal.SIGTERM)
         rc = agent.wait(timeout=15)
+    print("\nafter the stop, the status topic holds:\n  "
+          + read_status(mqtt_port, "mqtt2zeebe/mqtt2zeebe-demo/status"))
     print("\nagent log:")
     with open(log) as f:
         sys.stdout.write(f.read())

@@ -6,8 +6,8 @@ set -euo pipefail
 pkgs=(
 	build-essential pkg-config make
 	libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
-	libmbedtls-dev libmosquitto-dev libinih-dev libcjson-dev
-	libcmocka-dev
+	libmbedtls-dev libmosquitto-dev libinih-dev libcjson-dev libmicrohttpd-dev
+	libcmocka-dev systemd
 	mosquitto mosquitto-clients openssl
 	python3 python3-grpcio python3-protobuf protobuf-compiler
 	python3-pytest python3-paho-mqtt python3-cryptography

@@ -7,7 +7,10 @@
 # Debian 12 ships .a files for grpc (+absl, re2, c-ares, upb, ssl, z),
 # protobuf-c, mbedtls and inih, but not for libmosquitto and cJSON. Those two
 # are rebuilt from their Debian source packages (same version and security
-# patches as the .so the headers belong to) into OUTDIR/lib/lib*.a.
+# patches as the .so the headers belong to) into OUTDIR/lib/lib*.a. So is
+# libmicrohttpd: Debian's .a is built with HTTPS (GnuTLS), whose static
+# dependencies (p11-kit, libunistring) Debian does not ship; the metrics
+# endpoint needs plain HTTP only, so it is built with --disable-https.
 # Sources are fetched once with `apt-get source` through a private apt
 # configuration (deb-src lines derived from the host's own apt sources; the
 # host's apt state is not touched) and cached in sysroots/src/.
@@ -20,9 +23,9 @@ cc=("$@")
 [ ${#cc[@]} -gt 0 ] || { echo "usage: static-deps.sh OUTDIR CC..." >&2; exit 2; }
 top=$(cd "$(dirname "$0")/.." && pwd)
 cache=$top/sysroots/src
-srcpkgs=(mosquitto cjson)
+srcpkgs=(mosquitto cjson libmicrohttpd)
 
-key="v1 cc=${cc[*]} pkgs=${srcpkgs[*]}"
+key="v2 cc=${cc[*]} pkgs=${srcpkgs[*]}"
 stamp=$out/.m2z-static-deps
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key" ]; then
 	echo "static-deps: $out up to date"
@@ -31,7 +34,7 @@ fi
 start=$(date +%s)
 
 fetch_sources() {
-	[ -f "$cache/.fetched" ] && return 0
+	[ -f "$cache/.fetched" ] && [ "$(cat "$cache/.fetched")" = "${srcpkgs[*]}" ] && return 0
 	local apt=$cache/apt
 	rm -rf "$cache" && mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial"
 	apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Created-By: Packages' \
@@ -42,12 +45,13 @@ fetch_sources() {
 	apt-get "${opts[@]}" update >/dev/null
 	(cd "$cache" && apt-get "${opts[@]}" source "${srcpkgs[@]}" >/dev/null)
 	rm -rf "$apt"
-	touch "$cache/.fetched"
+	echo "${srcpkgs[*]}" > "$cache/.fetched"
 }
 
 fetch_sources
 mosq=$(ls -d "$cache"/mosquitto-*/ | head -1)
 cjson=$(ls -d "$cache"/cjson-*/ | head -1)
+mhd=$(ls -d "$cache"/libmicrohttpd-*/ | head -1)
 
 # aarch64-linux-gnu-gcc -> aarch64-linux-gnu-ar; any other compiler -> $AR or ar.
 case ${cc[0]} in *gcc) ar=${AR:-${cc[0]%gcc}ar} ;; *) ar=${AR:-ar} ;; esac
@@ -73,7 +77,18 @@ done
 
 "${cc[@]}" "${flags[@]}" -c "$cjson/cJSON.c" -o "$out/obj/cjson/cJSON.o"
 "$ar" rcs "$out/lib/libcjson.a" "$out/obj/cjson/cJSON.o"
+
+# libmicrohttpd: plain HTTP, internal threads, no TLS/curl/docs; built out of
+# tree so the cached source stays clean for the other targets.
+host=()
+case ${cc[0]} in *-gcc) host=(--host="$(basename "${cc[0]%-gcc}")") ;; esac
+mkdir -p "$out/obj/mhd"
+(cd "$out/obj/mhd" && "$mhd/configure" -q "${host[@]}" CC="${cc[*]}" CFLAGS="-O2 -fPIC -w" \
+	--disable-https --without-gnutls --disable-curl --disable-doc --disable-examples \
+	--disable-tools --disable-nls --disable-shared --enable-static >/dev/null \
+	&& make -s -C src/microhttpd >/dev/null)
+cp "$out/obj/mhd/src/microhttpd/.libs/libmicrohttpd.a" "$out/lib/"
 rm -rf "$out/obj"
 
 echo "$key" > "$stamp"
-echo "static-deps: built $(basename "$mosq") $(basename "$cjson") into $out/lib in $(( $(date +%s) - start ))s"
+echo "static-deps: built $(basename "$mosq") $(basename "$cjson") $(basename "$mhd") into $out/lib in $(( $(date +%s) - start ))s"

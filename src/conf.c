@@ -155,6 +155,8 @@ static const struct opt opts[] = {
 	  NULL, 0, "first reconnect delay" },
 	{ "mqtt", "reconnect_max", T_DUR, C(mqtt.reconnect_max_ms), -1, "60s", 100, MS_DAY, NULL,
 	  NULL, 0, "reconnect delay cap (exponential backoff)" },
+	{ "mqtt", "shared_group", T_STR, C(mqtt.shared_group), -1, NULL, NOLIM, NULL,
+	  NULL, 0, "subscribe as $share/GROUP/filter so several agents split the stream; empty = off" },
 
 	{ "spool", "directory", T_STR, C(spool.directory), -1, "/var/lib/mqtt2zeebe", NOLIM, NULL,
 	  NULL, 0, "spool directory, created 0700" },
@@ -190,6 +192,18 @@ static const struct opt opts[] = {
 	  "M2Z_LOG_LEVEL", 0, "error | warn | info | debug" },
 	{ "log", "stats_interval", T_DUR, C(log.stats_interval_ms), -1, "60s", 0, MS_DAY, NULL,
 	  NULL, 0, "interval of the counters line; 0 = off" },
+	{ "log", "reminder_interval", T_DUR, C(log.reminder_ms), -1, "60s", 1000, MS_DAY, NULL,
+	  NULL, 0, "while a peer stays down, repeat its state line this often" },
+
+	{ "status", "enabled", T_BOOL, C(status.enabled), -1, "true", NOLIM, NULL,
+	  NULL, 0, "retained status topic with a Last Will" },
+	{ "status", "topic", T_STR, C(status.topic), -1, NULL, NOLIM, NULL,
+	  NULL, 0, "status topic; empty = mqtt2zeebe/<mqtt client_id>/status" },
+	{ "status", "interval", T_DUR, C(status.interval_ms), -1, "60s", 0, MS_DAY, NULL,
+	  NULL, 0, "republish the health document this often (also on every state change); 0 = on change only" },
+
+	{ "metrics", "listen", T_STR, C(metrics.listen), -1, NULL, NOLIM, NULL,
+	  NULL, 0, "HTTP /metrics and /healthz on host:port (e.g. 127.0.0.1:9464); empty = off" },
 };
 
 static const struct opt route_opts[] = {
@@ -220,7 +234,8 @@ static const struct opt route_opts[] = {
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 #define N_ROUTE_OPTS (sizeof(route_opts) / sizeof(route_opts[0]))
 
-static const char *const sections[] = { "zeebe", "oauth", "mqtt", "spool", "forward", "log", NULL };
+static const char *const sections[] = { "zeebe", "oauth", "mqtt", "spool", "forward", "log",
+					"status", "metrics", NULL };
 
 /* ---- value parsers --------------------------------------------------------- */
 
@@ -670,7 +685,7 @@ static void open_section(struct parse_ctx *c, const char *line)
 			return;
 		}
 	}
-	fail(c, c->line, "unknown section [%s] (expected one of: zeebe, oauth, mqtt, spool, forward, log, route NAME)",
+	fail(c, c->line, "unknown section [%s] (expected one of: zeebe, oauth, mqtt, spool, forward, log, status, metrics, route NAME)",
 	     name);
 }
 
@@ -1301,6 +1316,52 @@ static void check_routes(struct parse_ctx *c)
 	}
 }
 
+/* Operability: status topic default, metrics address, CA files readable
+ * PEM (else gRPC core or mbedTLS fail later with a cryptic message). */
+static void check_ca_file(struct parse_ctx *c, const char *section, const char *key, const char *path)
+{
+	char head[8192];
+	size_t n;
+	FILE *f;
+
+	if (!path[0])
+		return;
+	f = fopen(path, "r");
+	if (!f) {
+		fail(c, seen_line(c, section, key), "[%s] %s: cannot read the CA file '%s': %s",
+		     section, key, path, strerror(errno));
+		return;
+	}
+	n = fread(head, 1, sizeof(head) - 1, f);
+	fclose(f);
+	head[n] = '\0';
+	if (!strstr(head, "-----BEGIN CERTIFICATE-----"))
+		fail(c, seen_line(c, section, key), "[%s] %s: expected a PEM certificate file "
+		     "(-----BEGIN CERTIFICATE-----), got '%s'", section, key, path);
+}
+
+static void check_ops(struct parse_ctx *c)
+{
+	struct config *cfg = c->cfg;
+	const char *l = cfg->metrics.listen, *colon = strrchr(l, ':');
+	char topic[600];
+
+	if (!cfg->status.topic[0]) {
+		snprintf(topic, sizeof(topic), "mqtt2zeebe/%s/status", cfg->mqtt.client_id);
+		if (set_str(&cfg->status.topic, topic))
+			fail(c, 0, "out of memory");
+	} else if (strpbrk(cfg->status.topic, "+#")) {
+		fail(c, seen_line(c, "status", "topic"), "[status] topic: expected a topic without + or #");
+	}
+	if (l[0] && (!colon || !port_ok(colon + 1)))
+		fail(c, seen_line(c, "metrics", "listen"),
+		     "[metrics] listen: expected host:port like 127.0.0.1:9464, got '%s'", l);
+	if (!cfg->zeebe.insecure)
+		check_ca_file(c, "zeebe", "ca_certificate", cfg->zeebe.ca_certificate);
+	if (cfg->oauth.enabled)
+		check_ca_file(c, "oauth", "ca_certificate", cfg->oauth.ca_certificate);
+}
+
 static void check_all(struct parse_ctx *c)
 {
 	struct config *cfg = c->cfg;
@@ -1318,6 +1379,8 @@ static void check_all(struct parse_ctx *c)
 		fail(c, seen_line(c, "forward", "retry_initial"), "[forward] retry_initial must not exceed retry_max");
 	if (!c->failed)
 		check_routes(c);
+	if (!c->failed)
+		check_ops(c);
 	if (c->failed)
 		return;
 	if (cfg->oauth.enabled && strncmp(cfg->oauth.url, "http://", 7) == 0)

@@ -106,6 +106,7 @@ struct conf_mqtt {
 	bool tls_insecure;      /* skip broker hostname check; default false */
 	int64_t reconnect_min_ms; /* default 1s */
 	int64_t reconnect_max_ms; /* default 60s */
+	char *shared_group;     /* "" = off; else filters become $share/GROUP/filter */
 };
 
 struct conf_spool {
@@ -131,6 +132,17 @@ struct conf_forward {
 struct conf_log {
 	int level;                  /* LOG_LVL_*, default info */
 	int64_t stats_interval_ms;  /* counters line interval, default 60s, 0 = off */
+	int64_t reminder_ms;        /* repeat a down peer's state line, default 60s */
+};
+
+struct conf_status {
+	bool enabled;               /* default true */
+	char *topic;                /* default mqtt2zeebe/<mqtt client_id>/status */
+	int64_t interval_ms;        /* default 60s; 0 = on change only */
+};
+
+struct conf_metrics {
+	char *listen;               /* host:port; "" = off (default) */
 };
 
 /* One [route NAME] section. Template strings use the syntax in route.h. */
@@ -168,6 +180,8 @@ struct config {
 	struct conf_spool spool;
 	struct conf_forward forward;
 	struct conf_log log;
+	struct conf_status status;
+	struct conf_metrics metrics;
 	size_t n_routes;
 	struct conf_route *routes;  /* in file order */
 };

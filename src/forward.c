@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "deadletter.h"
 #include "err.h"
@@ -75,6 +76,9 @@ struct forward {
 	int64_t pause_until, pause_started;
 	int64_t last_shrink;         /* when the window was last halved */
 	bool waiting_token, gateway_failing, warned_no_oauth;
+	int gw_state;                /* last reported to on_gateway: 0 none, 1 ok, 2 failing */
+	long stall_after;            /* test hook, see forward_heartbeat_ms() */
+	int64_t heartbeat;           /* atomic: mono ms of the last loop pass */
 };
 
 /* ---- small lists ----------------------------------------------------------- */
@@ -277,6 +281,15 @@ static void dead_letter(struct forward *fw, struct pend *p, const char *status,
 	wait_retry(fw, p, now);
 }
 
+static void gateway_state(struct forward *fw, bool ok, int code, const char *details)
+{
+	if (fw->gw_state == (ok ? 1 : 2))
+		return;
+	fw->gw_state = ok ? 1 : 2;
+	if (fw->o.on_gateway)
+		fw->o.on_gateway(fw->o.on_gateway_arg, ok, code, details);
+}
+
 static void pause_all(struct forward *fw, struct pend *p, int64_t now)
 {
 	int64_t delay;
@@ -287,10 +300,12 @@ static void pause_all(struct forward *fw, struct pend *p, int64_t now)
 		fw->consecutive_fail++;
 	delay = backoff_ms(fw, fw->consecutive_fail);
 	if (now + delay > fw->pause_until) {
+		/* The operator's line is health.c's "[state] gateway unreachable". */
 		if (!fw->gateway_failing)
-			log_warn("gateway answered %s (%s); holding %zu event(s) and retrying with backoff",
-				 zeebe_code_name(p->code), p->details, fw->npending);
+			log_debug("gateway answered %s (%s); holding %zu event(s) and retrying with backoff",
+				  zeebe_code_name(p->code), p->details, fw->npending);
 		fw->gateway_failing = true;
+		gateway_state(fw, false, p->code, p->details);
 		fw->pause_until = now + delay;
 		fw->pause_started = now;
 	}
@@ -306,12 +321,16 @@ static void requeue_front(struct forward *fw, struct pend *p)
 /* OK or ALREADY_EXISTS: done; the gateway is healthy, the window grows. */
 static void on_delivered(struct forward *fw, struct pend *p)
 {
-	if (p->code == ZEEBE_OK)
+	stats_observe_latency(fw->h.clock_ms() - p->sent_ms);
+	if (p->code == ZEEBE_OK) {
 		STAT_INC(published);
-	else
+		atomic_store_explicit(&g_stats.last_publish_ms, now_ms(), memory_order_relaxed);
+	} else {
 		STAT_INC(duplicates);
+	}
+	gateway_state(fw, true, p->code, "");
 	if (fw->gateway_failing)
-		log_info("gateway accepts messages again; draining %zu event(s)", fw->npending);
+		log_debug("gateway accepts messages again; draining %zu event(s)", fw->npending);
 	fw->gateway_failing = false;
 	fw->consecutive_fail = 0;
 	if (fw->window < fw->o.window && ++fw->window == fw->o.window)
@@ -567,11 +586,26 @@ void forward_step(struct forward *fw)
 	dispatch(fw, now);
 }
 
+/* M2Z_TEST_STALL_FORWARDER: behave like a wedged loop (no passes, nothing
+ * sent) but still let a shutdown through. */
+static bool stall_hook(struct forward *fw)
+{
+	if (fw->stall_after <= 0 || STAT_GET(published) < (uint64_t)fw->stall_after)
+		return false;
+	log_warn("test hook M2Z_TEST_STALL_FORWARDER: the forwarder loop stalls now");
+	while (!stopping(fw))
+		usleep(20 * 1000);
+	return true;
+}
+
 static void *run(void *arg)
 {
 	struct forward *fw = arg;
 
 	while (!stopping(fw)) {
+		__atomic_store_n(&fw->heartbeat, mono_ms(), __ATOMIC_RELAXED);
+		if (stall_hook(fw))
+			break;
 		forward_step(fw);
 		wait_for_work(fw, next_timeout(fw, fw->h.clock_ms(), 1000));
 	}
@@ -601,6 +635,9 @@ int forward_new(const struct forward_opts *opts, const struct forward_hooks *hoo
 	fw->o = *opts;
 	fw->h = *hooks;
 	fw->window = opts->window;
+	fw->heartbeat = mono_ms();
+	if (getenv("M2Z_TEST_STALL_FORWARDER"))
+		fw->stall_after = strtol(getenv("M2Z_TEST_STALL_FORWARDER"), NULL, 10);
 	fw->max_pending = (size_t)opts->window * 4 < 1024 ? 1024 : (size_t)opts->window * 4;
 	for (fw->nbuckets = 64; fw->nbuckets < fw->max_pending * 2; fw->nbuckets *= 2)
 		;
@@ -681,6 +718,11 @@ void forward_get_state(struct forward *fw, int *window, int *in_flight)
 	/* Read without the thread's cooperation: good enough for a stats line. */
 	*window = __atomic_load_n(&fw->window, __ATOMIC_RELAXED);
 	*in_flight = __atomic_load_n(&fw->in_flight, __ATOMIC_RELAXED);
+}
+
+int64_t forward_heartbeat_ms(struct forward *fw)
+{
+	return __atomic_load_n(&fw->heartbeat, __ATOMIC_RELAXED);
 }
 
 void forward_stop(struct forward *fw, int64_t grace_ms)

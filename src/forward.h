@@ -24,6 +24,7 @@
 #ifndef M2Z_FORWARD_H
 #define M2Z_FORWARD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct spool;
@@ -37,6 +38,12 @@ enum fwd_class { FWD_DONE = 0, FWD_RETRY, FWD_REAUTH, FWD_DEAD };
 /* Pure: class of a gateway status code (enum zeebe_code). */
 enum fwd_class forward_classify(int code);
 
+/* Called on the forwarder thread when the gateway's state changes: OK after
+ * the first success (and after each recovery), !OK on a gateway-wide
+ * failure (UNAVAILABLE, DEADLINE_EXCEEDED, ...) with its CODE and DETAILS
+ * (borrowed for the call). */
+typedef void (*forward_gateway_fn)(void *arg, bool ok, int code, const char *details);
+
 struct forward_opts {
 	struct spool *spool;        /* borrowed; all four outlive the forwarder */
 	struct zeebe *zeebe;
@@ -45,6 +52,8 @@ struct forward_opts {
 	int window;                 /* max calls in flight */
 	int64_t retry_initial_ms;
 	int64_t retry_max_ms;
+	forward_gateway_fn on_gateway; /* may be NULL */
+	void *on_gateway_arg;
 };
 
 int forward_start(const struct forward_opts *opts, struct forward **out);
@@ -60,5 +69,12 @@ void forward_stop(struct forward *fw, int64_t grace_ms);
 /* Current window and calls in flight, for the stats line (any thread;
  * read without locking: approximate). */
 void forward_get_state(struct forward *fw, int *window, int *in_flight);
+
+/* Monotonic ms when the forwarder loop last completed a pass. The loop runs
+ * at least once a second while it is healthy (idle or busy); an old value
+ * means it is stuck (the systemd watchdog and /healthz use it). Any thread.
+ * Test hook: M2Z_TEST_STALL_FORWARDER=N stalls the loop (no more passes,
+ * nothing sent) once N messages were published. */
+int64_t forward_heartbeat_ms(struct forward *fw);
 
 #endif

@@ -2,11 +2,14 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 int log_threshold = LOG_LVL_INFO;
+static bool journal;
 
 static const char *const level_names[] = { "ERROR", "WARN ", "INFO ", "DEBUG" };
 
@@ -25,6 +28,17 @@ int log_level_parse(const char *s)
 	return -1;
 }
 
+bool log_detect_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	journal = js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+		  (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+	return journal;
+}
+
 void log_write(int level, const char *module, const char *fmt, ...)
 {
 	char line[2048];
@@ -34,11 +48,19 @@ void log_write(int level, const char *module, const char *fmt, ...)
 	int r;
 	va_list ap;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s [%s] ",
-		     ts.tv_nsec / 1000000L, level_names[level & 3], module);
+	if (journal) {
+		/* syslog priorities: err 3, warning 4, info 6, debug 7 */
+		static const char prio[] = { '3', '4', '6', '7' };
+		n = 0;
+		r = snprintf(line, sizeof(line), "<%c>%s [%s] ", prio[level & 3],
+			     level_names[level & 3], module);
+	} else {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+		r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s [%s] ",
+			     ts.tv_nsec / 1000000L, level_names[level & 3], module);
+	}
 	if (r > 0)
 		n += (size_t)r;
 	va_start(ap, fmt);

@@ -4,7 +4,8 @@
  *     #define LOG_MODULE "spool"
  *     #include "log.h"
  *     log_warn("segment %s: torn tail cut at %zu", name, off);
- * Lines look like: "2026-11-23T10:00:00.123Z WARN  [spool] segment ...".
+ * Lines look like: "2026-11-23T10:00:00.123Z WARN  [spool] segment ...",
+ * or "<4>WARN  [spool] segment ..." into the journal (log_detect_journal).
  * Never pass a secret, token, password or Authorization header to these. */
 #ifndef M2Z_LOG_H
 #define M2Z_LOG_H
@@ -16,6 +17,11 @@ enum log_level { LOG_LVL_ERROR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 extern int log_threshold; /* messages above this level are skipped */
 
 void log_set_level(int level);
+/* When stderr is the systemd journal ($JOURNAL_STREAM names stderr's
+ * device:inode), lines start with a syslog priority "<3>".."<7>" (so
+ * `journalctl -p warning` works) and carry no timestamp of their own.
+ * Call once at start; returns true when the journal was detected. */
+bool log_detect_journal(void);
 /* "error", "warn", "info", "debug" -> level; -1 when unknown. */
 int log_level_parse(const char *s);
 /* Thread-safe: one write(2) per line. */

@@ -19,11 +19,18 @@
  *                 flush every group_commit.
  *   token         oauth.c refresher: fetches/refreshes the token; zeebe.c
  *                 reads it per call.
+ *   metrics       libmicrohttpd's thread ([metrics] listen only): reads the
+ *                 health snapshot and the atomic counters, writes nothing.
+ *   MQTT connect  mqtt_in.c connector: retries the first connect while the
+ *                 broker is absent at start, then hands over to the loop.
+ * The main thread also ticks every TICK_MS: peer-state lines and reminders
+ * (health.c), the status topic, systemd STATUS/WATCHDOG, the stats line.
  * Start-up order (each step may be used by the threads started after it):
- *   spool + dead letters -> oauth + zeebe (completion, token threads) ->
+ *   spool + dead letters -> health + metrics -> oauth + zeebe (completion, token threads) ->
  *   mqtt_in_new (ag->mqtt, no thread yet) -> forward_start (forwarder) ->
  *   ingest_new -> mqtt_in_start (MQTT loop).
- * Stop order: ingest_stop (ends a hold) -> spool_close (wakes a blocked
+ * Stop order: STOPPING=1, metrics off, "offline" on the status topic ->
+ * ingest_stop (ends a hold) -> spool_close (wakes a blocked
  * append; a message not kept exits without ack) -> mqtt_in_stop -> forward_stop
  * (in-flight calls finish) -> free in reverse. */
 #define LOG_MODULE "main"
@@ -32,6 +39,7 @@
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,17 +52,29 @@
 #include "deadletter.h"
 #include "err.h"
 #include "forward.h"
+#include "health.h"
 #include "ingest.h"
 #include "log.h"
+#include "metrics.h"
 #include "mqtt_in.h"
+#include "notify.h"
 #include "oauth.h"
 #include "route.h"
 #include "spool.h"
 #include "stats.h"
+#include "status.h"
 #include "util.h"
 #include "zeebe.h"
 
 #define EXIT_CONFIG 2
+/* The forwarder loop runs at least once a second; this much silence means
+ * it is stuck (no watchdog ping, /healthz 503). */
+#define FORWARDER_STALL_MS 5000
+/* READY=1 waits for the broker's SUBACK at most this long: a broker that
+ * is down at boot must not hold the unit in "activating" (the agent keeps
+ * reconnecting, and forwards what its spool holds meanwhile). */
+#define READY_WAIT_MS 10000
+#define TICK_MS 250
 
 struct agent {
 	struct config *cfg;
@@ -66,6 +86,13 @@ struct agent {
 	struct mqtt_in *mqtt;       /* set before the forwarder starts (it republishes) */
 	struct forward *fw;
 	struct ingest *ingest;
+	struct health *health;
+	struct metrics *metrics;
+	atomic_bool subscribed;     /* MQTT thread sets, main reads */
+	/* used only on the main thread (ops_tick) */
+	struct buf status_doc;
+	int64_t started, next_status, next_stats, next_ping, next_notify_status;
+	bool ready_sent;
 };
 
 /* deadletter on_line hook: forwarder or MQTT thread. */
@@ -124,6 +151,122 @@ static void log_stats(struct agent *ag)
 		 ingest_holding() ? 1 : 0, (unsigned long long)STAT_GET(dead_letters_rotated));
 }
 
+/* ---- operability: peer states, status topic, systemd ------------------------ */
+
+static void on_mqtt_state(void *arg, enum mqtt_in_event ev, const char *reason)
+{
+	struct agent *ag = arg;
+
+	if (ev == MQTT_IN_SUBSCRIBED)
+		atomic_store(&ag->subscribed, true);
+	else
+		health_set(ag->health, HEALTH_MQTT, ev == MQTT_IN_CONNECTED ? HEALTH_UP : HEALTH_DOWN,
+			   reason);
+}
+
+static void on_gateway(void *arg, bool ok, int code, const char *details)
+{
+	struct agent *ag = arg;
+
+	health_gateway_event(ag->health, ag->cfg->zeebe.address, ok, code, details);
+}
+
+static void publish_status(struct agent *ag, const struct health_snapshot *s)
+{
+	int mid;
+
+	if (status_format(s, M2Z_VERSION, &ag->status_doc) == M2Z_OK)
+		mqtt_in_publish_retained(ag->mqtt, ag->cfg->status.topic, ag->status_doc.p, &mid);
+}
+
+/* systemd: READY once subscribed (or READY_WAIT_MS passed), STATUS= now and
+ * then, WATCHDOG=1 only while the forwarder loop is alive. */
+static void notify_tick(struct agent *ag, const struct health_snapshot *s, int64_t now, bool changed)
+{
+	int64_t wd = notify_watchdog_ms();
+	char text[300], line[256];
+
+	if (!notify_enabled())
+		return;
+	if (!ag->ready_sent && (atomic_load(&ag->subscribed) || now - ag->started >= READY_WAIT_MS)) {
+		ag->ready_sent = true;
+		changed = true;
+		notify_send("READY=1");
+	}
+	if (changed || now >= ag->next_notify_status) {
+		ag->next_notify_status = now + 5000;
+		health_status_line(s, line, sizeof(line));
+		snprintf(text, sizeof(text), "STATUS=%s", line);
+		notify_send(text);
+	}
+	if (wd > 0 && now >= ag->next_ping && s->forwarder_idle_ms >= 0 &&
+	    s->forwarder_idle_ms < FORWARDER_STALL_MS) {
+		ag->next_ping = now + wd / 2;
+		notify_send("WATCHDOG=1");
+	}
+}
+
+static void ops_tick(struct agent *ag)
+{
+	struct health_snapshot s;
+	int64_t now = mono_ms();
+	bool changed;
+
+	health_tick(ag->health);
+	changed = health_take_changed(ag->health);
+	health_snapshot(ag->health, &s);
+	if (ag->cfg->status.enabled && mqtt_in_connected(ag->mqtt) &&
+	    (changed || (ag->cfg->status.interval_ms > 0 && now >= ag->next_status))) {
+		ag->next_status = now + ag->cfg->status.interval_ms;
+		publish_status(ag, &s);
+	}
+	notify_tick(ag, &s, now, changed);
+	if (ag->cfg->log.stats_interval_ms > 0 && now >= ag->next_stats) {
+		if (ag->next_stats)
+			log_stats(ag);
+		ag->next_stats = now + ag->cfg->log.stats_interval_ms;
+	}
+}
+
+static void set_sources(struct agent *ag)
+{
+	struct health_sources hs = {
+		.spool = ag->spool, .oauth = ag->oauth, .fw = ag->fw,
+		.spool_max_bytes = ag->cfg->spool.max_bytes, .reminder_ms = ag->cfg->log.reminder_ms,
+	};
+
+	if (ag->health)
+		health_set_sources(ag->health, &hs);
+}
+
+static int start_ops(struct agent *ag)
+{
+	char err[512];
+
+	if (health_new(&ag->health) != M2Z_OK)
+		return M2Z_ERR_NOMEM;
+	if (!ag->cfg->metrics.listen[0])
+		return M2Z_OK;
+	if (metrics_start(ag->cfg->metrics.listen, ag->health, M2Z_VERSION, FORWARDER_STALL_MS,
+			  &ag->metrics, err, sizeof(err)) != M2Z_OK) {
+		log_err("%s", err);
+		return M2Z_ERR_NET;
+	}
+	return M2Z_OK;
+}
+
+/* A clean stop says so on the status topic (the Last Will is for the rest). */
+static void publish_offline(struct agent *ag)
+{
+	int mid;
+
+	if (!ag->mqtt || !ag->cfg->status.enabled || !mqtt_in_connected(ag->mqtt))
+		return;
+	if (mqtt_in_publish_retained(ag->mqtt, ag->cfg->status.topic, STATUS_OFFLINE, &mid) == M2Z_OK &&
+	    !mqtt_in_wait_published(ag->mqtt, mid, 2000))
+		log_warn("the broker did not acknowledge the offline status within 2s");
+}
+
 /* ---- start and stop --------------------------------------------------------- */
 
 static int start_pipeline(struct agent *ag)
@@ -135,6 +278,7 @@ static int start_pipeline(struct agent *ag)
 		.spool = ag->spool, .zeebe = ag->zeebe, .oauth = ag->oauth, .dead = ag->dead,
 		.window = c->zeebe.max_in_flight, .retry_initial_ms = c->forward.retry_initial_ms,
 		.retry_max_ms = c->forward.retry_max_ms,
+		.on_gateway = on_gateway, .on_gateway_arg = ag,
 	};
 	struct ingest_opts io = {
 		.cfg = c, .routes = ag->routes, .spool = ag->spool, .dead = ag->dead,
@@ -148,8 +292,12 @@ static int start_pipeline(struct agent *ag)
 	/* mqtt_in_new first: the forwarder may republish a dead letter at once. */
 	if (mqtt_in_new(&c->mqtt, subs, n, on_message, ag, &ag->mqtt) != M2Z_OK)
 		return M2Z_ERR_CONFIG;
+	mqtt_in_set_state_fn(ag->mqtt, on_mqtt_state, ag);
+	if (c->status.enabled && mqtt_in_set_will(ag->mqtt, c->status.topic, STATUS_OFFLINE))
+		return M2Z_ERR_CONFIG;
 	if (forward_start(&fo, &ag->fw) != M2Z_OK)
 		return M2Z_ERR_NOMEM;
+	set_sources(ag);
 	io.on_kept_arg = ag->fw;
 	if (ingest_new(&io, &ag->ingest) != M2Z_OK)
 		return M2Z_ERR_NOMEM;
@@ -158,6 +306,10 @@ static int start_pipeline(struct agent *ag)
 
 static void stop_all(struct agent *ag)
 {
+	notify_send("STOPPING=1");
+	metrics_stop(ag->metrics);
+	ag->metrics = NULL;
+	publish_offline(ag);
 	/* A message in hand that is held or blocked on a full spool is not
 	 * acknowledged: ingest exits the process instead of returning. Any other
 	 * callback in progress finishes (spooled, then acknowledged). */
@@ -165,6 +317,8 @@ static void stop_all(struct agent *ag)
 	if (ag->spool)
 		spool_close(ag->spool);
 	mqtt_in_stop(ag->mqtt);
+	if (ag->health)
+		health_set_sources(ag->health, &(struct health_sources){ 0 });
 	forward_stop(ag->fw, ag->cfg->forward.shutdown_timeout_ms);
 	ag->fw = NULL;
 	if (ag->spool)
@@ -180,12 +334,20 @@ static void stop_all(struct agent *ag)
 		spool_free(ag->spool);
 	}
 	deadletter_close(ag->dead);
+	buf_free(&ag->status_doc);
+	health_free(ag->health);
+	ag->health = NULL;
 }
 
 static int start(struct agent *ag)
 {
-	int rc = open_storage(ag->cfg, republish_dead, ag, &ag->spool, &ag->dead);
+	int rc;
 
+	ag->started = mono_ms();
+	notify_init();
+	rc = open_storage(ag->cfg, republish_dead, ag, &ag->spool, &ag->dead);
+	if (rc == M2Z_OK)
+		rc = start_ops(ag);
 	if (rc == M2Z_OK)
 		rc = open_clients(ag->cfg, false, &ag->oauth, &ag->zeebe);
 	if (rc == M2Z_OK)
@@ -197,7 +359,7 @@ static int run(struct agent *ag)
 {
 	sigset_t set;
 	int sig;
-	int64_t interval = ag->cfg->log.stats_interval_ms;
+	struct timespec tick = { 0, TICK_MS * 1000000L };
 
 	/* Every thread created from here on inherits the mask; only this
 	 * thread takes the signals, synchronously. */
@@ -216,18 +378,15 @@ static int run(struct agent *ag)
 	log_info("mqtt2zeebe %s forwarding %zu route(s) to %s%s", M2Z_VERSION,
 		 routes_count(ag->routes), ag->cfg->zeebe.address,
 		 ag->cfg->zeebe.insecure ? " (plaintext)" : "");
-	for (;;) {
-		if (interval > 0) {
-			struct timespec ts = { (time_t)(interval / 1000), (long)(interval % 1000) * 1000000L };
-			sig = sigtimedwait(&set, NULL, &ts);
-		} else {
-			sig = sigwaitinfo(&set, NULL);
+	for (int64_t next_tick = 0;;) {
+		sig = sigtimedwait(&set, NULL, &tick);
+		/* Ticks keep their pace however often signals arrive. */
+		if (mono_ms() >= next_tick) {
+			next_tick = mono_ms() + TICK_MS;
+			ops_tick(ag);
 		}
-		if (sig < 0) {
-			if (errno == EAGAIN)
-				log_stats(ag);
+		if (sig < 0)
 			continue;
-		}
 		if (sig == SIGUSR1 || sig == SIGHUP) {
 			log_stats(ag);
 			continue;

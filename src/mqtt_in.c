@@ -20,8 +20,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "conf.h"
 #include "err.h"
@@ -44,7 +46,16 @@ struct mqtt_in {
 	pthread_mutex_t mu;          /* guards stopping, started (vs. the connector) */
 	pthread_cond_t cond;         /* CLOCK_MONOTONIC; signalled on stop */
 	bool stopping;
+	mqtt_in_state_fn state_fn;   /* may be NULL */
+	void *state_arg;
+	atomic_int last_puback;      /* mid of the last PUBACK we got */
 };
+
+static void report(struct mqtt_in *mi, enum mqtt_in_event ev, const char *reason)
+{
+	if (mi->state_fn)
+		mi->state_fn(mi->state_arg, ev, reason);
+}
 
 static int lib_refs;
 static pthread_mutex_t lib_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -60,9 +71,15 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
 	if (rc != 0) {
 		log_warn("broker %s:%d refused the connection: %s", mi->conf.host,
 			 mi->conf.port, mosquitto_connack_string(rc));
+		report(mi, MQTT_IN_DOWN, mosquitto_connack_string(rc));
 		return;
 	}
 	atomic_store(&mi->connected, true);
+	{
+		char where[300];
+		snprintf(where, sizeof(where), "%s:%d", mi->conf.host, mi->conf.port);
+		report(mi, MQTT_IN_CONNECTED, where);
+	}
 	log_info("connected to %s:%d as '%s' (clean_session=%s)", mi->conf.host, mi->conf.port,
 		 mi->conf.client_id, mi->conf.clean_session ? "true" : "false");
 	/* Subscribe on every connect: cheap, and right even if the broker lost
@@ -95,8 +112,18 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_cou
 	if (refused)
 		log_err("broker refused %d of %d subscription(s) (check its ACL)", refused, qos_count);
 	/* The last SUBSCRIBE acknowledged means every filter is in place. */
-	if (mid == mi->sub_mid_first)
+	if (mid == mi->sub_mid_first) {
 		log_info("subscribed to %zu filter(s)", mi->n_subs);
+		report(mi, MQTT_IN_SUBSCRIBED, "");
+	}
+}
+
+static void on_publish(struct mosquitto *mosq, void *obj, int mid)
+{
+	struct mqtt_in *mi = obj;
+
+	(void)mosq;
+	atomic_store(&mi->last_puback, mid);
 }
 
 static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
@@ -105,9 +132,14 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
 
 	(void)mosq;
 	atomic_store(&mi->connected, false);
-	if (rc != 0)
+	if (rc != 0) {
+		char why[300];
 		log_warn("connection to %s:%d lost (%s); reconnecting", mi->conf.host,
 			 mi->conf.port, mosquitto_strerror(rc));
+		snprintf(why, sizeof(why), "connection to %s:%d lost (%s)", mi->conf.host,
+			 mi->conf.port, mosquitto_strerror(rc));
+		report(mi, MQTT_IN_DOWN, why);
+	}
 }
 
 static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m)
@@ -163,11 +195,25 @@ static int configure(struct mqtt_in *mi)
 	mosquitto_subscribe_callback_set(mi->mosq, on_subscribe);
 	mosquitto_disconnect_callback_set(mi->mosq, on_disconnect);
 	mosquitto_message_callback_set(mi->mosq, on_message);
+	mosquitto_publish_callback_set(mi->mosq, on_publish);
 	mosquitto_log_callback_set(mi->mosq, on_log);
 	return M2Z_OK;
 fail:
 	log_err("cannot configure the MQTT client: %s", mosquitto_strerror(rc));
 	return M2Z_ERR_CONFIG;
+}
+
+/* FILTER, or "$share/GROUP/FILTER" when GROUP is set (several agents
+ * sharing one subscription: the broker hands each message to one of them). */
+static char *shared_filter(const char *group, const char *filter)
+{
+	char *s;
+
+	if (!group || !group[0])
+		return strdup(filter);
+	if (asprintf(&s, "$share/%s/%s", group, filter) < 0)
+		return NULL;
+	return s;
 }
 
 int mqtt_in_new(const struct conf_mqtt *conf, const struct mqtt_sub *subs, size_t n,
@@ -196,7 +242,7 @@ int mqtt_in_new(const struct conf_mqtt *conf, const struct mqtt_sub *subs, size_
 		goto nomem;
 	for (size_t i = 0; i < n; i++) {
 		mi->subs[i].qos = subs[i].qos;
-		mi->subs[i].filter = strdup(subs[i].filter);
+		mi->subs[i].filter = shared_filter(conf->shared_group, subs[i].filter);
 		if (!mi->subs[i].filter)
 			goto nomem;
 		mi->n_subs++;
@@ -293,9 +339,14 @@ int mqtt_in_start(struct mqtt_in *mi)
 		return rc == MOSQ_ERR_SUCCESS ? M2Z_OK : M2Z_ERR_NET;
 	}
 	/* Not fatal: the broker may come up after us (boot order). */
-	log_warn("cannot connect to %s:%d yet (%s); will retry every %lld..%lld ms",
-		 mi->conf.host, mi->conf.port, connect_error(rc),
-		 (long long)mi->conf.reconnect_min_ms, (long long)mi->conf.reconnect_max_ms);
+	{
+		char why[300];
+		snprintf(why, sizeof(why), "cannot reach %s:%d (%s)", mi->conf.host, mi->conf.port,
+			 connect_error(rc));
+		log_warn("%s; will retry every %lld..%lld ms", why,
+			 (long long)mi->conf.reconnect_min_ms, (long long)mi->conf.reconnect_max_ms);
+		report(mi, MQTT_IN_DOWN, why);
+	}
 	if (pthread_create(&mi->connector, NULL, connector_main, mi) != 0) {
 		pthread_mutex_unlock(&mi->mu);
 		log_err("cannot start the MQTT connector thread");
@@ -321,6 +372,44 @@ int mqtt_in_publish(struct mqtt_in *mi, const char *topic, const void *payload, 
 bool mqtt_in_connected(struct mqtt_in *mi)
 {
 	return atomic_load(&mi->connected);
+}
+
+int mqtt_in_set_will(struct mqtt_in *mi, const char *topic, const char *payload)
+{
+	int rc = mosquitto_will_set(mi->mosq, topic, (int)strlen(payload), payload, 1, true);
+
+	if (rc != MOSQ_ERR_SUCCESS) {
+		log_err("cannot set the Last Will on '%s': %s", topic, mosquitto_strerror(rc));
+		return M2Z_ERR_CONFIG;
+	}
+	return M2Z_OK;
+}
+
+void mqtt_in_set_state_fn(struct mqtt_in *mi, mqtt_in_state_fn fn, void *arg)
+{
+	mi->state_fn = fn;
+	mi->state_arg = arg;
+}
+
+int mqtt_in_publish_retained(struct mqtt_in *mi, const char *topic, const char *payload, int *mid)
+{
+	int rc = mosquitto_publish(mi->mosq, mid, topic, (int)strlen(payload), payload, 1, true);
+
+	if (rc != MOSQ_ERR_SUCCESS) {
+		log_debug("retained publish to '%s' failed: %s", topic, mosquitto_strerror(rc));
+		return M2Z_ERR_NET;
+	}
+	return M2Z_OK;
+}
+
+bool mqtt_in_wait_published(struct mqtt_in *mi, int mid, int timeout_ms)
+{
+	for (int waited = 0; waited < timeout_ms; waited += 10) {
+		if (atomic_load(&mi->last_puback) == mid)
+			return true;
+		usleep(10 * 1000);
+	}
+	return atomic_load(&mi->last_puback) == mid;
 }
 
 void mqtt_in_stop(struct mqtt_in *mi)

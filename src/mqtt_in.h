@@ -33,6 +33,25 @@ int mqtt_in_start(struct mqtt_in *mi);
 int mqtt_in_publish(struct mqtt_in *mi, const char *topic, const void *payload,
 		    size_t len, int qos);
 bool mqtt_in_connected(struct mqtt_in *mi);
+
+/* ---- operability hooks (status topic, peer state) ------------------------ */
+
+enum mqtt_in_event {
+	MQTT_IN_CONNECTED,      /* CONNACK accepted (REASON: "host:port") */
+	MQTT_IN_SUBSCRIBED,     /* every filter acknowledged */
+	MQTT_IN_DOWN,           /* refused, lost, or the first connect failed (REASON says why) */
+};
+/* Called on libmosquitto's thread (or in mqtt_in_start); REASON borrowed. */
+typedef void (*mqtt_in_state_fn)(void *arg, enum mqtt_in_event ev, const char *reason);
+
+/* Both before mqtt_in_start(). The will is retained, QoS 1; strings copied
+ * by libmosquitto. */
+int mqtt_in_set_will(struct mqtt_in *mi, const char *topic, const char *payload);
+void mqtt_in_set_state_fn(struct mqtt_in *mi, mqtt_in_state_fn fn, void *arg);
+/* Retained QoS 1 publish; *MID gets its message id. 0 or M2Z_ERR_NET. */
+int mqtt_in_publish_retained(struct mqtt_in *mi, const char *topic, const char *payload, int *mid);
+/* Wait up to TIMEOUT_MS for the broker's PUBACK of MID. */
+bool mqtt_in_wait_published(struct mqtt_in *mi, int mid, int timeout_ms);
 /* Disconnect and stop the loop thread. A message callback in progress
  * finishes first. */
 void mqtt_in_stop(struct mqtt_in *mi);

@@ -19,7 +19,20 @@ struct stats {
 	atomic_uint_fast64_t durability_failures; /* episodes in which an event could not be
 						     made durable (ingest held the ack) */
 	atomic_uint_fast64_t dead_letters_rotated; /* dead-letter file rotations */
+	/* publish latency (call start to answer, OK or duplicate), for
+	 * /metrics: counts per upper bound in STATS_LATENCY_BOUNDS_MS, the
+	 * last slot is +Inf; sum in milliseconds */
+	atomic_uint_fast64_t latency_bucket[12];
+	atomic_uint_fast64_t latency_sum_ms;
+	atomic_int_fast64_t last_publish_ms; /* wall clock of the last OK, 0 = none */
 };
+
+/* Upper bounds (ms) of the latency histogram; STATS_N_BOUNDS of them. */
+#define STATS_N_BOUNDS 11
+extern const int stats_latency_bounds_ms[STATS_N_BOUNDS];
+
+/* Record one answered call that took MS milliseconds. Lock-free. */
+void stats_observe_latency(int64_t ms);
 
 extern struct stats g_stats;
 

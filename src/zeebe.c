@@ -11,6 +11,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -488,6 +489,49 @@ static grpc_channel_credentials *make_creds(const struct zeebe_opts *o, char *er
 	return creds;
 }
 
+/* gRPC core logs on its own (a bad CA file dumps raw "E1129 ... Got args:
+ * {grpc.client_channel_factory=0x...}" lines). Its errors become one warn
+ * line of ours (the argument dump cut off) at most every 30 s, with a count
+ * of those held back; the rest goes to debug. The failure itself reaches
+ * the operator as the gateway's state line (health.c). */
+static void grpc_log(gpr_log_func_args *a)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static int64_t last;
+	static unsigned held;
+	const char *msg = a->message ? a->message : "";
+	int n = (int)strcspn(msg, "\r\n");
+	const char *args = strstr(msg, " Got args:");
+	struct timespec ts;
+	int64_t now;
+
+	if (args && args - msg < n)
+		n = (int)(args - msg);
+	if (n > 240)
+		n = 240;
+	if (a->severity != GPR_LOG_SEVERITY_ERROR) {
+		log_debug("gRPC core: %.*s", n, msg);
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	pthread_mutex_lock(&lock);
+	if (last && now - last < 30000) {
+		held++;
+		pthread_mutex_unlock(&lock);
+		log_debug("gRPC core: %.*s", n, msg);
+		return;
+	}
+	last = now;
+	if (held)
+		log_warn("gRPC core: %.*s (%u similar line(s) held back; --log-level debug shows them)",
+			 n, msg, held);
+	else
+		log_warn("gRPC core: %.*s", n, msg);
+	held = 0;
+	pthread_mutex_unlock(&lock);
+}
+
 int zeebe_new(const struct zeebe_opts *o, struct zeebe **out, char *err, size_t errlen)
 {
 	struct zeebe *zb;
@@ -496,6 +540,7 @@ int zeebe_new(const struct zeebe_opts *o, struct zeebe **out, char *err, size_t 
 	grpc_channel_args cargs;
 	size_t n = 0;
 
+	gpr_set_log_function(grpc_log);
 	grpc_init();
 	creds = make_creds(o, err, errlen);
 	if (!creds) {

@@ -15,7 +15,7 @@ PASSWORD = "cli-mqtt-pw-1a2b3c"
 BASE = """\
 [zeebe]
 address = localhost:26500
-ca_certificate = /nonexistent/ca.pem
+ca_certificate = {ca}
 request_timeout = 5s
 
 [oauth]
@@ -61,7 +61,7 @@ def write_conf(tmp_path, m2z_bin):
 
 @pytest.fixture
 def good_conf(write_conf, tmp_path):
-    return write_conf(BASE.format(secret=SECRET, password=PASSWORD, spool=tmp_path / "spool"))
+    return write_conf(base(tmp_path))
 
 
 def out(r):
@@ -126,7 +126,10 @@ def assert_config_error(write_conf, text, needle, words=()):
 
 
 def base(tmp_path):
-    return BASE.format(secret=SECRET, password=PASSWORD, spool=tmp_path / "spool")
+    # The CA file must exist and be PEM (checked like every other config error).
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    return BASE.format(secret=SECRET, password=PASSWORD, spool=tmp_path / "spool", ca=ca)
 
 
 def test_error_unknown_section(write_conf, tmp_path):

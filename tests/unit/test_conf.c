@@ -242,9 +242,9 @@ static void test_error_unknown(void **state)
 	expect_err("[mqtt]\nhost = h\nhots = x\n" ROUTE,
 		   "t.ini:3: unknown key 'hots' in [mqtt] (expected one of: host, port, client_id, username, "
 		   "password, keepalive, clean_session, tls, ca_file, cert_file, key_file, tls_insecure, "
-		   "reconnect_min, reconnect_max)");
+		   "reconnect_min, reconnect_max, shared_group)");
 	expect_err("\n[mqqt]\nhost = h\n" ROUTE,
-		   "t.ini:2: unknown section [mqqt] (expected one of: zeebe, oauth, mqtt, spool, forward, log, route NAME)");
+		   "t.ini:2: unknown section [mqqt] (expected one of: zeebe, oauth, mqtt, spool, forward, log, status, metrics, route NAME)");
 	expect_prefix(ROUTE "colour = red\n", "t.ini:5: unknown key 'colour' in [route r] (expected one of: topic, qos,");
 	expect_prefix("host = x\n" ROUTE, "t.ini:1: key 'host' outside any section");
 	expect_err("[zeebe]\njust words\n" ROUTE, "t.ini:2: expected key = value, a [section] or a comment");
@@ -462,14 +462,65 @@ static void test_env_saas_credentials(void **state)
 	assert_string_equal(cfg->oauth.audience, "file-aud");
 }
 
+/* A file that passes the CA check (exists, PEM marker). */
+static void fake_pem(const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	fputs("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", f);
+	fclose(f);
+}
+
+/* Operability keys: status topic default, metrics address, CA files. */
+static void test_ops_keys(void **state)
+{
+	FILE *f;
+
+	(void)state;
+	fake_pem("/tmp/m2z-test-ca.pem");
+	assert_int_equal(load("[mqtt]\nclient_id = edge-7\n" ROUTE), 0);
+	assert_true(cfg->status.enabled);
+	assert_string_equal(cfg->status.topic, "mqtt2zeebe/edge-7/status");
+	assert_int_equal(cfg->status.interval_ms, 60000);
+	assert_string_equal(cfg->metrics.listen, "");
+	assert_int_equal(cfg->log.reminder_ms, 60000);
+	assert_int_equal(load("[status]\ntopic = site/a/agent\ninterval = 0\n[metrics]\nlisten = :9464\n"
+			      "[mqtt]\nshared_group = m2z\n" ROUTE), 0);
+	assert_string_equal(cfg->status.topic, "site/a/agent");
+	assert_string_equal(cfg->mqtt.shared_group, "m2z");
+	expect_err("[status]\ntopic = a/+/b\n" ROUTE, "t.ini:2: [status] topic: expected a topic without + or #");
+	expect_err("\n[metrics]\nlisten = 9464\n" ROUTE,
+		   "t.ini:3: [metrics] listen: expected host:port like 127.0.0.1:9464, got '9464'");
+	expect_err("[zeebe]\nca_certificate = /nonexistent/ca.pem\n" ROUTE,
+		   "t.ini:2: [zeebe] ca_certificate: cannot read the CA file '/nonexistent/ca.pem': "
+		   "No such file or directory");
+	/* not PEM: the classic DER-instead-of-PEM mistake */
+	f = fopen("/tmp/m2z-test-der.crt", "w");
+	assert_non_null(f);
+	fputs("\x30\x82\x01\x0a", f);
+	fclose(f);
+	expect_err("[zeebe]\ninsecure = false\nca_certificate = /tmp/m2z-test-der.crt\n" ROUTE,
+		   "t.ini:3: [zeebe] ca_certificate: expected a PEM certificate file "
+		   "(-----BEGIN CERTIFICATE-----), got '/tmp/m2z-test-der.crt'");
+	/* plaintext: the gateway CA is not used, so not checked */
+	assert_int_equal(load("[zeebe]\ninsecure = true\nca_certificate = /nonexistent\n" ROUTE), 0);
+	expect_err("[oauth]\nclient_id = a\nclient_secret = b\nca_certificate = /nonexistent/t.pem\n" ROUTE,
+		   "t.ini:4: [oauth] ca_certificate: cannot read the CA file '/nonexistent/t.pem': "
+		   "No such file or directory");
+	assert_int_equal(load("[zeebe]\nca_certificate = /tmp/m2z-test-ca.pem\n" ROUTE), 0);
+}
+
 static void test_env_other(void **state)
 {
 	(void)state;
+	fake_pem("/tmp/m2z-test-ca.pem");
+	fake_pem("/tmp/m2z-test-own.pem");
 	setenv("ZEEBE_KEEP_ALIVE", "60000", 1);
 	setenv("ZEEBE_AUTH_REQUEST_TIMEOUT", "2500", 1);
 	setenv("ZEEBE_TOKEN_SCOPE", "sc", 1);
 	setenv("ZEEBE_OVERRIDE_AUTHORITY", "auth.example", 1);
-	setenv("ZEEBE_CA_CERTIFICATE_PATH", "/ca.pem", 1);
+	setenv("ZEEBE_CA_CERTIFICATE_PATH", "/tmp/m2z-test-ca.pem", 1);
 	setenv("M2Z_MQTT_PASSWORD", "mp", 1);
 	setenv("M2Z_LOG_LEVEL", "warn", 1);
 	assert_int_equal(load("[zeebe]\nkeepalive = 50s\n[mqtt]\npassword = filepw\n" ROUTE), 0);
@@ -477,12 +528,12 @@ static void test_env_other(void **state)
 	assert_int_equal(cfg->oauth.request_timeout_ms, 2500);
 	assert_string_equal(cfg->oauth.scope, "sc");
 	assert_string_equal(cfg->zeebe.override_authority, "auth.example");
-	assert_string_equal(cfg->zeebe.ca_certificate, "/ca.pem");
-	assert_string_equal(cfg->oauth.ca_certificate, "/ca.pem"); /* fallback */
+	assert_string_equal(cfg->zeebe.ca_certificate, "/tmp/m2z-test-ca.pem");
+	assert_string_equal(cfg->oauth.ca_certificate, "/tmp/m2z-test-ca.pem"); /* fallback */
 	assert_string_equal(cfg->mqtt.password, "mp");
 	assert_int_equal(cfg->log.level, LOG_LVL_WARN);
-	assert_int_equal(load("[oauth]\nca_certificate = /own.pem\n" ROUTE), 0);
-	assert_string_equal(cfg->oauth.ca_certificate, "/own.pem");
+	assert_int_equal(load("[oauth]\nca_certificate = /tmp/m2z-test-own.pem\n" ROUTE), 0);
+	assert_string_equal(cfg->oauth.ca_certificate, "/tmp/m2z-test-own.pem");
 	setenv("ZEEBE_KEEP_ALIVE", "1000", 1);
 	expect_err(ROUTE, "t.ini: environment ZEEBE_KEEP_ALIVE ([zeebe] keepalive): 1s is below the minimum 30s "
 		   "(a bare number means milliseconds)");
@@ -581,6 +632,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_env_address, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_env_insecure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_env_saas_credentials, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ops_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_env_other, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_oauth_half_configured, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cross_field, setup, teardown),
