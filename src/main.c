@@ -48,6 +48,8 @@
 #include "log.h"
 #include "mqtt_in.h"
 #include "oauth.h"
+#include "preflight.h"
+#include "reload.h"
 #include "route.h"
 #include "spool.h"
 #include "stats.h"
@@ -66,6 +68,8 @@ struct agent {
 	struct mqtt_in *mqtt;       /* set before the forwarder starts (it republishes) */
 	struct forward *fw;
 	struct ingest *ingest;
+	const char *cfg_path;       /* read again on SIGHUP */
+	int cli_level;              /* --log-level, -1 = none */
 };
 
 /* deadletter on_line hook: forwarder or MQTT thread. */
@@ -192,6 +196,19 @@ static int start(struct agent *ag)
 	return rc;
 }
 
+/* SIGHUP: read the file again (reload.c); the stats timer follows it. */
+static void reload(struct agent *ag, int64_t *interval)
+{
+	struct reload_target t = {
+		.path = ag->cfg_path, .running = ag->cfg, .ingest = ag->ingest, .mqtt = ag->mqtt,
+		.fw = ag->fw, .cli_level = ag->cli_level,
+	};
+	struct reload_live live;
+
+	if (reload_apply(&t, &live) == M2Z_OK)
+		*interval = live.stats_interval_ms;
+}
+
 static int run(struct agent *ag)
 {
 	sigset_t set;
@@ -227,8 +244,12 @@ static int run(struct agent *ag)
 				log_stats(ag);
 			continue;
 		}
-		if (sig == SIGUSR1 || sig == SIGHUP) {
+		if (sig == SIGUSR1) {
 			log_stats(ag);
+			continue;
+		}
+		if (sig == SIGHUP) {
+			reload(ag, &interval);
 			continue;
 		}
 		break;
@@ -254,7 +275,8 @@ static void usage(FILE *f)
 		"Environment (wins over the file): ZEEBE_ADDRESS ZEEBE_CLIENT_ID ZEEBE_CLIENT_SECRET\n"
 		"  ZEEBE_AUTHORIZATION_SERVER_URL ZEEBE_TOKEN_AUDIENCE ZEEBE_TOKEN_SCOPE\n"
 		"  ZEEBE_CA_CERTIFICATE_PATH ZEEBE_INSECURE_CONNECTION\n"
-		"Signals: SIGTERM/SIGINT stop (in-flight calls finish), SIGUSR1 logs the counters.\n"
+		"Signals: SIGTERM/SIGINT stop (in-flight calls finish), SIGUSR1 logs the counters,\n"
+		"  SIGHUP reads the file again (routes, log level, intervals, retry settings).\n"
 		"Exit status: 0 ok, 1 runtime failure, 2 bad configuration or usage.\n");
 }
 
@@ -293,7 +315,7 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct agent ag = { 0 };
+	struct agent ag = { .cli_level = -1 };
 	const char *cfg_path = NULL, *topic = NULL, *payload = NULL, *payload_file = NULL;
 	const char *replay = NULL, *level = NULL;
 	enum mode mode = MODE_RUN;
@@ -330,7 +352,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		return EXIT_CONFIG;
 	}
-	log_set_level(level ? log_level_parse(level) : ag.cfg->log.level);
+	ag.cfg_path = cfg_path;
+	if (level)
+		ag.cli_level = log_level_parse(level);
+	log_set_level(level ? ag.cli_level : ag.cfg->log.level);
 	if (routes_new(ag.cfg, &ag.routes, err, sizeof(err)) != M2Z_OK) {
 		fprintf(stderr, "%s\n", err);
 		conf_free(ag.cfg);
@@ -340,8 +365,12 @@ int main(int argc, char **argv)
 	case MODE_CHECK:
 		conf_print(ag.cfg, stdout);
 		routes_print(ag.routes, stdout);
-		printf("%s: OK\n", cfg_path);
-		rc = 0;
+		rc = preflight_files(ag.cfg, stderr);
+		if (rc)
+			fprintf(stderr, "%s: %d problem(s) with files the agent needs\n", cfg_path, rc);
+		else
+			printf("%s: OK\n", cfg_path);
+		rc = rc ? EXIT_CONFIG : 0;
 		break;
 	case MODE_DRY_RUN:
 		if (payload_file && !(owned = read_file(payload_file, &len))) {

@@ -33,6 +33,12 @@ int mqtt_in_start(struct mqtt_in *mi);
 int mqtt_in_publish(struct mqtt_in *mi, const char *topic, const void *payload,
 		    size_t len, int qos);
 bool mqtt_in_connected(struct mqtt_in *mi);
+/* Reload, from any thread: make SUBS (copied) the subscriptions. Filters
+ * that are new or changed QoS are subscribed now (the "subscribed to N
+ * filter(s)" line follows the SUBACK), removed ones unsubscribed; the next
+ * (re)connect subscribes the new list. 0 or M2Z_ERR_NOMEM (nothing
+ * changed). */
+int mqtt_in_set_subs(struct mqtt_in *mi, const struct mqtt_sub *subs, size_t n);
 /* Disconnect and stop the loop thread. A message callback in progress
  * finishes first. */
 void mqtt_in_stop(struct mqtt_in *mi);
