@@ -88,7 +88,7 @@ static int check_spool_dir(const struct config *cfg, FILE *err)
 		}
 		return 0;
 	}
-	if (errno != ENOENT) {
+	if (errno != ENOENT && errno != ENOTDIR) {
 		fprintf(err, "%s: cannot use '%s': %s\n", w, dir, strerror(errno));
 		return 1;
 	}
@@ -104,7 +104,7 @@ static int check_spool_dir(const struct config *cfg, FILE *err)
 		}
 		if (stat(p, &st) == 0)
 			break;
-		if (errno != ENOENT || strcmp(p, ".") == 0 || strcmp(p, "/") == 0) {
+		if ((errno != ENOENT && errno != ENOTDIR) || strcmp(p, ".") == 0 || strcmp(p, "/") == 0) {
 			fprintf(err, "%s: cannot create '%s': %s: %s\n", w, dir, p, strerror(errno));
 			return 1;
 		}
