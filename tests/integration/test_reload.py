@@ -63,14 +63,19 @@ def test_reload_adds_route_during_stream(agent, gateway, publish):
     a = agent(routes=[ROUTE_A], log_level="info")
     n = 5000
     msgs = events("dev", n)
-    half = threading.Event()
+    half, reloaded = threading.Event(), threading.Event()
     err = []
 
     def stream():
+        # Half, then 2,000 more while SIGHUP lands, then (once the reload
+        # is done, so the stream surely spans it) the last 500.
         try:
             publish.many(msgs[: n // 2], timeout=180)
             half.set()
-            publish.many(msgs[n // 2:], timeout=180)
+            publish.many(msgs[n // 2: n - 500], timeout=180)
+            if not reloaded.wait(60):
+                raise AssertionError("no reload within 60 s")
+            publish.many(msgs[n - 500:], timeout=180)
         except Exception as e:  # noqa: BLE001 - reported below
             err.append(e)
             half.set()
@@ -81,6 +86,7 @@ def test_reload_adds_route_during_stream(agent, gateway, publish):
     a.reconfigure(routes=[ROUTE_A, ROUTE_B])
     subs = subscribed_lines(a)
     assert hup(a, 0) == "reloaded", a.tail()
+    reloaded.set()
     a.wait_log(r"\[reload\] reloaded .*: 2 route\(s\)")
     a.wait_log(r"subscribing to 'late/\+/ev' \(QoS 1\)")
     util.wait_until(lambda: subscribed_lines(a) > subs, 20, what="SUBACK for the new filter")
