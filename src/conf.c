@@ -1389,6 +1389,111 @@ static void check_all(struct parse_ctx *c)
 		log_warn("[zeebe] insecure = true with OAuth: the bearer token travels in clear");
 }
 
+/* ---- where each value came from (--check) ------------------------------ */
+
+struct conf_origin {
+	int line[N_OPTS];               /* > 0: file line; 0: see env/note */
+	char from[N_OPTS][CONF_FROM_MAX]; /* "environment NAME" or "FILE:LINE (NAME)"
+					     (credentials file), or "" */
+	const char *note[N_OPTS];       /* a derived default, or NULL */
+	int (*route_line)[N_ROUTE_OPTS];/* per route, 0 = default; owned */
+};
+
+
+static void origin_notes(const struct parse_ctx *c, struct conf_origin *og)
+{
+	const struct config *cfg = c->cfg;
+	size_t i = opt_index("oauth", "audience");
+
+	if (cfg->oauth.enabled && !c->seen[i])
+		og->note[i] = "derived (zeebe address without :port)";
+	/* apply_env() gives the token endpoint the gateway's CA from the
+	 * environment or the credentials file: say so. */
+	i = opt_index("oauth", "ca_certificate");
+	if (!c->seen[i] && c->seen[opt_index("zeebe", "ca_certificate")] < 0 && cfg->oauth.ca_certificate[0])
+		memcpy(og->from[i], og->from[opt_index("zeebe", "ca_certificate")], sizeof(og->from[i]));
+	i = opt_index("mqtt", "port");
+	if (cfg->mqtt.tls && !c->seen[i])
+		og->note[i] = "derived (8883 with tls = true)";
+	i = opt_index("mqtt", "client_id");
+	if (!c->seen[i])
+		og->note[i] = "derived (mqtt2zeebe-<hostname>)";
+}
+
+/* After a successful load: keep where each value came from. Takes over
+ * c->route_seen. */
+static void record_origin(struct parse_ctx *c)
+{
+	struct conf_origin *og = calloc(1, sizeof(*og));
+
+	if (!og) {
+		fail(c, 0, "out of memory");
+		return;
+	}
+	/* The environment and the credentials file win over the INI file. */
+	for (size_t i = 0; i < N_OPTS; i++) {
+		if (c->seen[i] > 0)
+			og->line[i] = c->seen[i];
+		else if (c->seen[i] < 0)
+			snprintf(og->from[i], sizeof(og->from[i]), "%s", c->from[i]);
+	}
+	origin_notes(c, og);
+	og->route_line = c->route_seen;
+	c->route_seen = NULL;
+	c->cfg->origin = og;
+}
+
+static const char *origin_text(const struct config *cfg, size_t i, char *b, size_t n)
+{
+	const struct conf_origin *og = cfg->origin;
+
+	if (og && strncmp(og->from[i], "environment ", 12) == 0)
+		snprintf(b, n, "env %s", og->from[i] + 12);
+	else if (og && og->from[i][0])
+		snprintf(b, n, "%s", og->from[i]);
+	else if (og && og->line[i])
+		snprintf(b, n, "%s:%d", cfg->path, og->line[i]);
+	else if (og && og->note[i])
+		snprintf(b, n, "%s", og->note[i]);
+	else
+		snprintf(b, n, "default");
+	return b;
+}
+
+const char *conf_origin(const struct config *cfg, const char *section, const char *key, char *b, size_t n)
+{
+	const struct opt *o = find_opt(opts, N_OPTS, section, key);
+
+	if (!o) {
+		snprintf(b, n, "unknown key");
+		return b;
+	}
+	return origin_text(cfg, (size_t)(o - opts), b, n);
+}
+
+static bool opt_equal(const void *a, const void *b, const struct opt *o)
+{
+	const void *fa = (const char *)a + o->off, *fb = (const char *)b + o->off;
+
+	switch (o->type) {
+	case T_STR: return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
+	case T_BOOL: return *(const bool *)fa == *(const bool *)fb;
+	case T_INT: case T_DUR_S: case T_ENUM: return *(const int *)fa == *(const int *)fb;
+	case T_DUR: return *(const int64_t *)fa == *(const int64_t *)fb;
+	case T_SIZE64: return *(const uint64_t *)fa == *(const uint64_t *)fb;
+	case T_SIZET: return *(const size_t *)fa == *(const size_t *)fb;
+	}
+	return false;
+}
+
+void conf_diff(const struct config *a, const struct config *b,
+	       void (*fn)(void *arg, const char *section, const char *key), void *arg)
+{
+	for (size_t i = 0; i < N_OPTS; i++)
+		if (!opt_equal(a, b, &opts[i]))
+			fn(arg, opts[i].section, opts[i].key);
+}
+
 /* ---- load / free ---------------------------------------------------------------- */
 
 void conf_free(struct config *cfg)
@@ -1400,6 +1505,9 @@ void conf_free(struct config *cfg)
 		conf_route_free(&cfg->routes[i]);
 	free(cfg->routes);
 	free(cfg->path);
+	if (cfg->origin)
+		free(cfg->origin->route_line);
+	free(cfg->origin);
 	free(cfg);
 }
 
@@ -1425,6 +1533,8 @@ int conf_load_string(const char *name, const char *text, struct config **out, ch
 		apply_env(&c);
 	if (!c.failed)
 		check_all(&c);
+	if (!c.failed)
+		record_origin(&c);
 out:
 	free(c.long_value);
 	free(c.route_seen);
@@ -1504,33 +1614,66 @@ static void print_value(FILE *f, const void *base, const struct opt *o)
 	fputs(b, f);
 }
 
+#define ORIGIN_COLUMN 40
+
+/* "key = value" padded to ORIGIN_COLUMN, then "; SOURCE". */
+static void print_key(FILE *f, const void *base, const struct opt *o, const char *source)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&text, &len);
+
+	if (!m)
+		return;
+	fprintf(m, "%s = ", o->key);
+	print_value(m, base, o);
+	fclose(m);
+	fprintf(f, "%-*s ; %s\n", ORIGIN_COLUMN, text ? text : "", source);
+	free(text);
+}
+
+static void print_route(const struct config *cfg, size_t r, FILE *f)
+{
+	const struct conf_route *cr = &cfg->routes[r];
+	const struct conf_origin *og = cfg->origin;
+	char src[512];
+
+	fprintf(f, "\n[route %s]\n", cr->name);
+	for (size_t i = 0; i < N_ROUTE_OPTS; i++) {
+		int line = og && og->route_line ? og->route_line[r][i] : 0;
+		if (line > 0)
+			snprintf(src, sizeof(src), "%s:%d", cfg->path, line);
+		else
+			snprintf(src, sizeof(src), "default");
+		print_key(f, cr, &route_opts[i], src);
+	}
+	for (size_t v = 0; v < cr->n_vars; v++) {
+		char *kv = NULL;
+		if (asprintf(&kv, "var.%s = %s", cr->var_names[v], cr->var_templates[v]) < 0)
+			return;
+		fprintf(f, "%-*s ; %s:%d\n", ORIGIN_COLUMN, kv, cfg->path, cr->var_lines[v]);
+		free(kv);
+	}
+}
+
 void conf_print(const struct config *cfg, FILE *f)
 {
 	const char *sec = "";
+	char src[512];
 
-	fprintf(f, "# resolved configuration of %s (after environment overrides)\n", cfg->path);
+	fprintf(f, "# resolved configuration of %s (after environment overrides);\n"
+		"# after each value: where it came from (file:line, env NAME, default)\n", cfg->path);
 	for (size_t i = 0; i < N_OPTS; i++) {
 		if (strcmp(sec, opts[i].section) != 0) {
 			sec = opts[i].section;
-			fprintf(f, "%s[%s]\n", i ? "\n" : "", sec);
+			fprintf(f, "\n[%s]\n", sec);
 			if (strcmp(sec, "oauth") == 0)
 				fprintf(f, "# OAuth %s\n", cfg->oauth.enabled ? "on" : "off (no client_id/client_secret)");
 		}
-		fprintf(f, "%s = ", opts[i].key);
-		print_value(f, cfg, &opts[i]);
-		fputc('\n', f);
+		print_key(f, cfg, &opts[i], origin_text(cfg, i, src, sizeof(src)));
 	}
-	for (size_t r = 0; r < cfg->n_routes; r++) {
-		const struct conf_route *cr = &cfg->routes[r];
-		fprintf(f, "\n[route %s]\n", cr->name);
-		for (size_t i = 0; i < N_ROUTE_OPTS; i++) {
-			fprintf(f, "%s = ", route_opts[i].key);
-			print_value(f, cr, &route_opts[i]);
-			fputc('\n', f);
-		}
-		for (size_t v = 0; v < cr->n_vars; v++)
-			fprintf(f, "var.%s = %s\n", cr->var_names[v], cr->var_templates[v]);
-	}
+	for (size_t r = 0; r < cfg->n_routes; r++)
+		print_route(cfg, r, f);
 }
 
 static void print_ref_table(FILE *f, const struct opt *table, size_t count, const char *section)

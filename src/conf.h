@@ -172,8 +172,11 @@ struct conf_route {
 	int *var_lines;
 };
 
+struct conf_origin;
+
 struct config {
 	char *path;                 /* the file that was loaded */
+	struct conf_origin *origin; /* owned: where each value came from (--check) */
 	struct conf_zeebe zeebe;
 	struct conf_oauth oauth;
 	struct conf_mqtt mqtt;
@@ -200,8 +203,21 @@ int conf_load_string(const char *name, const char *text, struct config **out,
 void conf_free(struct config *cfg);
 
 /* The resolved configuration (after environment overrides and defaults) as
- * INI text, secrets shown as "***" (set) or "(unset)". Used by --check. */
+ * INI text, secrets shown as "***" (set) or "(unset)", each value followed by
+ * a "; SOURCE" comment (see conf_origin; route keys: FILE:LINE or default).
+ * The output loads again as a configuration. Used by --check. */
 void conf_print(const struct config *cfg, FILE *f);
+
+/* Where the resolved value of global key [SECTION] KEY came from, written
+ * to B (at most N bytes) and returned: "FILE:LINE", "env NAME", "default",
+ * or "derived (...)" for defaults computed from other keys. */
+const char *conf_origin(const struct config *cfg, const char *section, const char *key,
+			char *b, size_t n);
+
+/* Call FN for every global key (not routes) whose resolved value differs
+ * between A and B, in table order. Used by the reload (SIGHUP). */
+void conf_diff(const struct config *a, const struct config *b,
+	       void (*fn)(void *arg, const char *section, const char *key), void *arg);
 
 /* Markdown tables of every key (type, default, range, env, meaning), made
  * from the option table itself; the key tables in README.md are generated with it. */

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -64,6 +65,8 @@ struct forward {
 	struct list done;
 	bool kicked;
 	bool stopping;
+	_Atomic int64_t retry_initial_ms; /* o.retry_*, changed by a reload */
+	_Atomic int64_t retry_max_ms;
 
 	/* forwarder thread only */
 	struct list ready;
@@ -156,7 +159,8 @@ int64_t forward_backoff_cap_ms(int64_t initial_ms, int64_t max_ms, int n)
 /* Exponential backoff with full jitter: uniform in [0, cap(n)]. */
 static int64_t backoff_ms(const struct forward *fw, int n)
 {
-	int64_t cap = forward_backoff_cap_ms(fw->o.retry_initial_ms, fw->o.retry_max_ms, n);
+	int64_t cap = forward_backoff_cap_ms(atomic_load(&fw->retry_initial_ms),
+					     atomic_load(&fw->retry_max_ms), n);
 
 	return (int64_t)rand_below((uint64_t)cap + 1);
 }
@@ -634,6 +638,8 @@ int forward_new(const struct forward_opts *opts, const struct forward_hooks *hoo
 		return M2Z_ERR_NOMEM;
 	fw->o = *opts;
 	fw->h = *hooks;
+	atomic_init(&fw->retry_initial_ms, opts->retry_initial_ms);
+	atomic_init(&fw->retry_max_ms, opts->retry_max_ms);
 	fw->window = opts->window;
 	fw->heartbeat = mono_ms();
 	if (getenv("M2Z_TEST_STALL_FORWARDER"))
@@ -661,6 +667,12 @@ int forward_new(const struct forward_opts *opts, const struct forward_hooks *hoo
 	}
 	*out = fw;
 	return M2Z_OK;
+}
+
+void forward_set_retry(struct forward *fw, int64_t initial_ms, int64_t max_ms)
+{
+	atomic_store(&fw->retry_initial_ms, initial_ms);
+	atomic_store(&fw->retry_max_ms, max_ms);
 }
 
 void forward_free(struct forward *fw)

@@ -66,6 +66,10 @@ void forward_kick(struct forward *fw);
  * the rest (they stay in the spool), join the thread, free. */
 void forward_stop(struct forward *fw, int64_t grace_ms);
 
+/* Reload (any thread): the backoff of the next retries uses these; a
+ * retry already scheduled keeps its time. */
+void forward_set_retry(struct forward *fw, int64_t initial_ms, int64_t max_ms);
+
 /* Current window and calls in flight, for the stats line (any thread;
  * read without locking: approximate). */
 void forward_get_state(struct forward *fw, int *window, int *in_flight);

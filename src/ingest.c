@@ -29,11 +29,22 @@
 
 static atomic_bool g_holding;
 
+/* The routes in force and the config they were compiled from. A message
+ * holds a reference from route match to its last use (a hold included), so
+ * a reload can swap the set at any moment; the last holder frees it. */
+struct route_set {
+	const struct routes *rt;
+	struct routes *owned_rt;     /* NULL for the first set (borrowed from opts) */
+	struct config *owned_cfg;
+	atomic_int refs;
+};
+
 struct ingest {
 	struct ingest_opts o;
-	pthread_mutex_t lock;        /* guards stopping; cond wakes a hold */
+	pthread_mutex_t lock;        /* guards stopping and cur; cond wakes a hold */
 	pthread_cond_t cond;
 	bool stopping;
+	struct route_set *cur;
 	/* the MQTT thread only */
 	struct render_buf rb;
 	struct buf rec;
@@ -42,6 +53,7 @@ struct ingest {
 
 /* What one durable write needs: the record, or the dead letter. */
 struct keep_job {
+	const struct routes *rt;
 	int route;
 	const char *topic;
 	const void *payload;
@@ -84,10 +96,10 @@ static enum ingest_outcome dead_letter(struct ingest *ing, struct keep_job *job,
 	return hold_until_kept(ing, write_dead, job) == M2Z_OK ? INGEST_DEAD : INGEST_NOT_KEPT;
 }
 
-enum ingest_outcome ingest_message(struct ingest *ing, const char *topic,
-				   const void *payload, size_t len)
+static enum ingest_outcome ingest_routed(struct ingest *ing, const struct routes *rt,
+					 const char *topic, const void *payload, size_t len)
 {
-	struct keep_job job = { .topic = topic, .payload = payload, .len = len };
+	struct keep_job job = { .rt = rt, .topic = topic, .payload = payload, .len = len };
 	struct publish_msg msg;
 	char reason[512];
 	int64_t recv = now_ms();
@@ -95,13 +107,13 @@ enum ingest_outcome ingest_message(struct ingest *ing, const char *topic,
 
 	STAT_INC(received);
 	crash_hook(&ing->crash_before);
-	job.route = routes_match(ing->o.routes, topic);
+	job.route = routes_match(rt, topic);
 	if (job.route < 0) {
 		STAT_INC(unrouted);
 		log_debug("no route for topic %s", topic);
 		return INGEST_UNROUTED;
 	}
-	rc = routes_render(ing->o.routes, (size_t)job.route, topic, payload, len, recv,
+	rc = routes_render(rt, (size_t)job.route, topic, payload, len, recv,
 			   ing->o.cfg->zeebe.max_message_size, &ing->rb, &msg, reason, sizeof(reason));
 	if (rc != M2Z_OK)
 		return dead_letter(ing, &job, rc == M2Z_ERR_TOO_BIG ? "TOO_BIG" : "RENDER", reason);
@@ -123,6 +135,53 @@ enum ingest_outcome ingest_message(struct ingest *ing, const char *topic,
 	if (ing->o.on_kept)
 		ing->o.on_kept(ing->o.on_kept_arg);
 	return INGEST_KEPT;
+}
+
+static struct route_set *set_acquire(struct ingest *ing)
+{
+	struct route_set *rs;
+
+	pthread_mutex_lock(&ing->lock);
+	rs = ing->cur;
+	atomic_fetch_add(&rs->refs, 1);
+	pthread_mutex_unlock(&ing->lock);
+	return rs;
+}
+
+static void set_release(struct route_set *rs)
+{
+	if (!rs || atomic_fetch_sub(&rs->refs, 1) != 1)
+		return;
+	routes_free(rs->owned_rt);
+	conf_free(rs->owned_cfg);
+	free(rs);
+}
+
+enum ingest_outcome ingest_message(struct ingest *ing, const char *topic,
+				   const void *payload, size_t len)
+{
+	struct route_set *rs = set_acquire(ing);
+	enum ingest_outcome out = ingest_routed(ing, rs->rt, topic, payload, len);
+
+	set_release(rs);
+	return out;
+}
+
+int ingest_set_routes(struct ingest *ing, struct config *cfg, struct routes *routes)
+{
+	struct route_set *rs = calloc(1, sizeof(*rs)), *old;
+
+	if (!rs)
+		return M2Z_ERR_NOMEM;
+	rs->rt = rs->owned_rt = routes;
+	rs->owned_cfg = cfg;
+	atomic_init(&rs->refs, 1);
+	pthread_mutex_lock(&ing->lock);
+	old = ing->cur;
+	ing->cur = rs;
+	pthread_mutex_unlock(&ing->lock);
+	set_release(old);
+	return M2Z_OK;
 }
 
 void ingest_on_message(void *arg, const char *topic, const void *payload, size_t len,
@@ -152,7 +211,7 @@ static int write_record(struct ingest *ing, const struct keep_job *job)
 static int write_dead(struct ingest *ing, const struct keep_job *job)
 {
 	struct dead_event de = {
-		.route = job->route >= 0 ? routes_name(ing->o.routes, (size_t)job->route) : "",
+		.route = job->route >= 0 ? routes_name(job->rt, (size_t)job->route) : "",
 		.topic = job->topic, .payload = job->payload, .payload_len = job->len,
 		.message_id = "", .correlation_key = "", .status = job->status,
 		.reason = job->reason, .time_ms = now_ms(),
@@ -238,6 +297,13 @@ int ingest_new(const struct ingest_opts *opts, struct ingest **out)
 
 	if (!ing)
 		return M2Z_ERR_NOMEM;
+	ing->cur = calloc(1, sizeof(*ing->cur));
+	if (!ing->cur) {
+		free(ing);
+		return M2Z_ERR_NOMEM;
+	}
+	ing->cur->rt = opts->routes;
+	atomic_init(&ing->cur->refs, 1);
 	ing->o = *opts;
 	ing->crash_before = env_hook("before_spool");
 	ing->crash_after = env_hook("after_spool");
@@ -264,6 +330,7 @@ void ingest_free(struct ingest *ing)
 {
 	if (!ing)
 		return;
+	set_release(ing->cur);
 	pthread_mutex_destroy(&ing->lock);
 	pthread_cond_destroy(&ing->cond);
 	render_buf_free(&ing->rb);

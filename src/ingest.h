@@ -29,7 +29,7 @@ struct ingest;
 
 struct ingest_opts {
 	const struct config *cfg;   /* borrowed; all four outlive the ingest */
-	const struct routes *routes;
+	const struct routes *routes; /* the first routes; ingest_set_routes() replaces them */
 	struct spool *spool;
 	struct deadletter *dead;
 	void (*on_kept)(void *arg); /* after each append (forward_kick); may be NULL */
@@ -51,6 +51,13 @@ int ingest_new(const struct ingest_opts *opts, struct ingest **out);
  * one caller (the MQTT thread) at a time. */
 enum ingest_outcome ingest_message(struct ingest *ing, const char *topic,
 				   const void *payload, size_t len);
+
+/* Reload: from any thread, make ROUTES (compiled from CFG) the routes for
+ * every message from now on. On M2Z_OK the ingest owns both; on
+ * M2Z_ERR_NOMEM the caller still does. A message in hand finishes
+ * with the routes it started with; the old set is freed by whoever drops
+ * it last. Events already in the spool keep their rendered form. */
+int ingest_set_routes(struct ingest *ing, struct config *cfg, struct routes *routes);
 
 /* mqtt_in_msg_fn for mqtt_in_new(), ARG = the struct ingest. Does not
  * return when the message was not kept (see above). */

@@ -8,7 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
-int log_threshold = LOG_LVL_INFO;
+_Atomic int log_threshold = LOG_LVL_INFO;
 static bool journal;
 
 static const char *const level_names[] = { "ERROR", "WARN ", "INFO ", "DEBUG" };

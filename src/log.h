@@ -14,7 +14,7 @@
 
 enum log_level { LOG_LVL_ERROR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
-extern int log_threshold; /* messages above this level are skipped */
+extern _Atomic int log_threshold; /* messages above this level are skipped; a reload changes it */
 
 void log_set_level(int level);
 /* When stderr is the systemd journal ($JOURNAL_STREAM names stderr's

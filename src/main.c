@@ -59,6 +59,8 @@
 #include "mqtt_in.h"
 #include "notify.h"
 #include "oauth.h"
+#include "preflight.h"
+#include "reload.h"
 #include "route.h"
 #include "spool.h"
 #include "stats.h"
@@ -93,6 +95,9 @@ struct agent {
 	struct buf status_doc;
 	int64_t started, next_status, next_stats, next_ping, next_notify_status;
 	bool ready_sent;
+	int64_t stats_interval_ms;  /* [log] stats_interval, as reloaded */
+	const char *cfg_path;       /* read again on SIGHUP */
+	int cli_level;              /* --log-level, -1 = none */
 };
 
 /* deadletter on_line hook: forwarder or MQTT thread. */
@@ -221,10 +226,10 @@ static void ops_tick(struct agent *ag)
 		publish_status(ag, &s);
 	}
 	notify_tick(ag, &s, now, changed);
-	if (ag->cfg->log.stats_interval_ms > 0 && now >= ag->next_stats) {
+	if (ag->stats_interval_ms > 0 && now >= ag->next_stats) {
 		if (ag->next_stats)
 			log_stats(ag);
-		ag->next_stats = now + ag->cfg->log.stats_interval_ms;
+		ag->next_stats = now + ag->stats_interval_ms;
 	}
 }
 
@@ -344,6 +349,7 @@ static int start(struct agent *ag)
 	int rc;
 
 	ag->started = mono_ms();
+	ag->stats_interval_ms = ag->cfg->log.stats_interval_ms;
 	notify_init();
 	rc = open_storage(ag->cfg, republish_dead, ag, &ag->spool, &ag->dead);
 	if (rc == M2Z_OK)
@@ -353,6 +359,19 @@ static int start(struct agent *ag)
 	if (rc == M2Z_OK)
 		rc = start_pipeline(ag);
 	return rc;
+}
+
+/* SIGHUP: read the file again (reload.c); the stats timer follows it. */
+static void reload(struct agent *ag)
+{
+	struct reload_target t = {
+		.path = ag->cfg_path, .running = ag->cfg, .ingest = ag->ingest, .mqtt = ag->mqtt,
+		.fw = ag->fw, .cli_level = ag->cli_level,
+	};
+	struct reload_live live;
+
+	if (reload_apply(&t, &live) == M2Z_OK)
+		ag->stats_interval_ms = live.stats_interval_ms;
 }
 
 static int run(struct agent *ag)
@@ -387,7 +406,11 @@ static int run(struct agent *ag)
 		}
 		if (sig < 0)
 			continue;
-		if (sig == SIGUSR1 || sig == SIGHUP) {
+		if (sig == SIGHUP) {
+			reload(ag);
+			continue;
+		}
+		if (sig == SIGUSR1) {
 			log_stats(ag);
 			continue;
 		}
@@ -415,7 +438,8 @@ static void usage(FILE *f)
 		"  CAMUNDA_CLIENT_ID CAMUNDA_CLIENT_SECRET CAMUNDA_AUTHORIZATION_SERVER_URL\n"
 		"  CAMUNDA_TOKEN_AUDIENCE, or the older ZEEBE_ADDRESS ZEEBE_CLIENT_ID ...;\n"
 		"  [zeebe] credentials_file reads the console's credentials file as downloaded\n"
-		"Signals: SIGTERM/SIGINT stop (in-flight calls finish), SIGUSR1 logs the counters.\n"
+		"Signals: SIGTERM/SIGINT stop (in-flight calls finish), SIGUSR1 logs the counters,\n"
+		"  SIGHUP reads the file again (routes, log level, intervals, retry settings).\n"
 		"Exit status: 0 ok, 1 runtime failure, 2 bad configuration or usage.\n");
 }
 
@@ -454,7 +478,7 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct agent ag = { 0 };
+	struct agent ag = { .cli_level = -1 };
 	const char *cfg_path = NULL, *topic = NULL, *payload = NULL, *payload_file = NULL;
 	const char *replay = NULL, *level = NULL;
 	enum mode mode = MODE_RUN;
@@ -491,7 +515,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s\n", err);
 		return EXIT_CONFIG;
 	}
-	log_set_level(level ? log_level_parse(level) : ag.cfg->log.level);
+	ag.cfg_path = cfg_path;
+	if (level)
+		ag.cli_level = log_level_parse(level);
+	log_set_level(level ? ag.cli_level : ag.cfg->log.level);
 	if (routes_new(ag.cfg, &ag.routes, err, sizeof(err)) != M2Z_OK) {
 		fprintf(stderr, "%s\n", err);
 		conf_free(ag.cfg);
@@ -501,8 +528,12 @@ int main(int argc, char **argv)
 	case MODE_CHECK:
 		conf_print(ag.cfg, stdout);
 		routes_print(ag.routes, stdout);
-		printf("%s: OK\n", cfg_path);
-		rc = 0;
+		rc = preflight_files(ag.cfg, stderr);
+		if (rc)
+			fprintf(stderr, "%s: %d problem(s) with files the agent needs\n", cfg_path, rc);
+		else
+			printf("%s: OK\n", cfg_path);
+		rc = rc ? EXIT_CONFIG : 0;
 		break;
 	case MODE_DRY_RUN:
 		if (payload_file && !(owned = read_file(payload_file, &len))) {

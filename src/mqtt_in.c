@@ -35,7 +35,9 @@ struct mqtt_in {
 	struct conf_mqtt conf;       /* strings borrowed from the config */
 	struct mqtt_sub *subs;       /* owned, filters strdup'ed */
 	size_t n_subs;
-	int sub_mid_first;           /* mid of the SUBSCRIBE we sent last */
+	pthread_mutex_t subs_lock;   /* guards subs/n_subs (reload vs on_connect) */
+	atomic_int sub_mid_first;    /* mid of the SUBSCRIBE we sent last */
+	atomic_int n_filters;        /* n_subs, for the "subscribed" line */
 	mqtt_in_msg_fn fn;
 	void *arg;
 	atomic_bool connected;
@@ -85,6 +87,7 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
 	/* Subscribe on every connect: cheap, and right even if the broker lost
 	 * our session. One SUBSCRIBE per QoS keeps mosquitto_subscribe_multiple
 	 * usable (it takes one QoS for all filters). */
+	pthread_mutex_lock(&mi->subs_lock);
 	for (int qos = 0; qos <= 2; qos++) {
 		int n = 0;
 		for (size_t i = 0; i < mi->n_subs; i++)
@@ -96,7 +99,8 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
 		if (rc != MOSQ_ERR_SUCCESS)
 			log_err("subscribe failed: %s", mosquitto_strerror(rc));
 	}
-	mi->sub_mid_first = mid;
+	atomic_store(&mi->sub_mid_first, mid);
+	pthread_mutex_unlock(&mi->subs_lock);
 }
 
 static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_count,
@@ -104,6 +108,7 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_cou
 {
 	struct mqtt_in *mi = obj;
 	int refused = 0;
+	bool all;
 
 	(void)mosq;
 	for (int i = 0; i < qos_count; i++)
@@ -112,10 +117,15 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_cou
 	if (refused)
 		log_err("broker refused %d of %d subscription(s) (check its ACL)", refused, qos_count);
 	/* The last SUBSCRIBE acknowledged means every filter is in place. */
-	if (mid == mi->sub_mid_first) {
-		log_info("subscribed to %zu filter(s)", mi->n_subs);
+	/* Under subs_lock: a reload stores the mid it waits for before this
+	 * can compare (the SUBACK may be quicker than mosquitto_subscribe). */
+	pthread_mutex_lock(&mi->subs_lock);
+	all = mid == atomic_load(&mi->sub_mid_first);
+	if (all)
+		log_info("subscribed to %d filter(s)", atomic_load(&mi->n_filters));
+	pthread_mutex_unlock(&mi->subs_lock);
+	if (all)
 		report(mi, MQTT_IN_SUBSCRIBED, "");
-	}
 }
 
 static void on_publish(struct mosquitto *mosq, void *obj, int mid)
@@ -216,6 +226,30 @@ static char *shared_filter(const char *group, const char *filter)
 	return s;
 }
 
+static void free_subs(struct mqtt_sub *subs, size_t n)
+{
+	for (size_t i = 0; subs && i < n; i++)
+		free((char *)subs[i].filter);
+	free(subs);
+}
+
+/* Deep copy with the shared-subscription prefix of GROUP, or NULL when out
+ * of memory. */
+static struct mqtt_sub *copy_subs(const char *group, const struct mqtt_sub *subs, size_t n)
+{
+	struct mqtt_sub *c = calloc(n ? n : 1, sizeof(*c));
+
+	for (size_t i = 0; c && i < n; i++) {
+		c[i].qos = subs[i].qos;
+		c[i].filter = shared_filter(group, subs[i].filter);
+		if (!c[i].filter) {
+			free_subs(c, i);
+			return NULL;
+		}
+	}
+	return c;
+}
+
 int mqtt_in_new(const struct conf_mqtt *conf, const struct mqtt_sub *subs, size_t n,
 		mqtt_in_msg_fn fn, void *arg, struct mqtt_in **out)
 {
@@ -226,6 +260,7 @@ int mqtt_in_new(const struct conf_mqtt *conf, const struct mqtt_sub *subs, size_
 	if (!mi)
 		return M2Z_ERR_NOMEM;
 	pthread_mutex_init(&mi->mu, NULL);
+	pthread_mutex_init(&mi->subs_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&mi->cond, &ca);
@@ -237,16 +272,11 @@ int mqtt_in_new(const struct conf_mqtt *conf, const struct mqtt_sub *subs, size_
 	mi->conf = *conf;
 	mi->fn = fn;
 	mi->arg = arg;
-	mi->subs = calloc(n ? n : 1, sizeof(*subs));
+	mi->subs = copy_subs(conf->shared_group, subs, n);
 	if (!mi->subs)
 		goto nomem;
-	for (size_t i = 0; i < n; i++) {
-		mi->subs[i].qos = subs[i].qos;
-		mi->subs[i].filter = shared_filter(conf->shared_group, subs[i].filter);
-		if (!mi->subs[i].filter)
-			goto nomem;
-		mi->n_subs++;
-	}
+	mi->n_subs = n;
+	atomic_store(&mi->n_filters, (int)n);
 	mi->mosq = mosquitto_new(conf->client_id, conf->clean_session, mi);
 	if (!mi->mosq)
 		goto nomem;
@@ -440,14 +470,68 @@ void mqtt_in_free(struct mqtt_in *mi)
 	mqtt_in_stop(mi);
 	if (mi->mosq)
 		mosquitto_destroy(mi->mosq);
-	for (size_t i = 0; i < mi->n_subs; i++)
-		free((char *)mi->subs[i].filter);
-	free(mi->subs);
+	free_subs(mi->subs, mi->n_subs);
 	pthread_cond_destroy(&mi->cond);
 	pthread_mutex_destroy(&mi->mu);
+	pthread_mutex_destroy(&mi->subs_lock);
 	free(mi);
 	pthread_mutex_lock(&lib_lock);
 	if (--lib_refs == 0)
 		mosquitto_lib_cleanup();
 	pthread_mutex_unlock(&lib_lock);
+}
+
+/* ---- reload ---------------------------------------------------------------- */
+
+static const struct mqtt_sub *find_sub(const struct mqtt_sub *subs, size_t n, const char *filter)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(subs[i].filter, filter) == 0)
+			return &subs[i];
+	return NULL;
+}
+
+/* Not connected is fine: on_connect subscribes from the new list. */
+static void sub_result(const char *what, const char *filter, int rc)
+{
+	if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN)
+		log_err("%s '%s' failed: %s", what, filter, mosquitto_strerror(rc));
+}
+
+int mqtt_in_set_subs(struct mqtt_in *mi, const struct mqtt_sub *subs, size_t n)
+{
+	struct mqtt_sub *next = copy_subs(mi->conf.shared_group, subs, n), *old;
+	size_t n_old;
+	int mid = 0, sent = 0;
+
+	if (!next)
+		return M2Z_ERR_NOMEM;
+	pthread_mutex_lock(&mi->subs_lock);
+	old = mi->subs;
+	n_old = mi->n_subs;
+	for (size_t i = 0; i < n_old; i++) {
+		if (find_sub(next, n, old[i].filter))
+			continue;
+		log_info("unsubscribing from '%s'", old[i].filter);
+		sub_result("unsubscribe from", old[i].filter,
+			   mosquitto_unsubscribe(mi->mosq, NULL, old[i].filter));
+	}
+	atomic_store(&mi->n_filters, (int)n);
+	for (size_t i = 0; i < n; i++) {
+		const struct mqtt_sub *was = find_sub(old, n_old, next[i].filter);
+		int rc;
+		if (was && was->qos == next[i].qos)
+			continue;
+		log_info("subscribing to '%s' (QoS %d)", next[i].filter, next[i].qos);
+		rc = mosquitto_subscribe(mi->mosq, &mid, next[i].filter, next[i].qos);
+		sub_result("subscribe to", next[i].filter, rc);
+		sent += rc == MOSQ_ERR_SUCCESS;
+	}
+	if (sent)
+		atomic_store(&mi->sub_mid_first, mid);
+	mi->subs = next;
+	mi->n_subs = n;
+	pthread_mutex_unlock(&mi->subs_lock);
+	free_subs(old, n_old);
+	return M2Z_OK;
 }

@@ -57,4 +57,11 @@ bool mqtt_in_wait_published(struct mqtt_in *mi, int mid, int timeout_ms);
 void mqtt_in_stop(struct mqtt_in *mi);
 void mqtt_in_free(struct mqtt_in *mi);
 
+/* Reload, from any thread: make SUBS (copied; the [mqtt] shared_group
+ * prefix is added as at start) the subscriptions. Filters that are new or
+ * changed QoS are subscribed now (the "subscribed to N filter(s)" line
+ * follows the SUBACK), removed ones unsubscribed; the next (re)connect
+ * subscribes the new list. 0 or M2Z_ERR_NOMEM (nothing changed). */
+int mqtt_in_set_subs(struct mqtt_in *mi, const struct mqtt_sub *subs, size_t n);
+
 #endif

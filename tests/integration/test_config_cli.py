@@ -60,8 +60,9 @@ def write_conf(tmp_path, m2z_bin):
 
 
 @pytest.fixture
-def good_conf(write_conf, tmp_path):
-    return write_conf(base(tmp_path))
+def good_conf(write_conf, tmp_path, certs):
+    return write_conf(BASE.format(secret=SECRET, password=PASSWORD, spool=tmp_path / "spool",
+                                  ca=certs.ca))
 
 
 def out(r):
@@ -94,6 +95,98 @@ def test_check_applies_environment(good_conf):
     assert "gw.example.test:443" in so
     assert "localhost:26500" not in so
     assert "env-secret-x1" not in so + se
+
+
+def source_of(stdout, section, key):
+    """The '; SOURCE' after KEY in [SECTION] of the --check output."""
+    sec = None
+    for line in stdout.splitlines():
+        m = re.match(r"^\[(.+)\]$", line)
+        if m:
+            sec = m.group(1)
+            continue
+        m = re.match(r"^(\S+) = .*? +; (.+)$", line)
+        if sec == section and m and m.group(1) == key:
+            return m.group(2)
+    raise AssertionError("no %s in [%s] of:\n%s" % (key, section, stdout))
+
+
+def test_check_shows_where_each_value_came_from(good_conf):
+    text = open(good_conf).read()
+    r = util.run_cli(["--check", "-c", good_conf],
+                     env={"ZEEBE_ADDRESS": "gw.example.test:443", "ZEEBE_CLIENT_SECRET": "env-secret-x1"})
+    so, se = out(r)
+    assert r.returncode == 0, se
+    assert source_of(so, "zeebe", "address") == "env ZEEBE_ADDRESS"
+    assert source_of(so, "oauth", "client_secret") == "env ZEEBE_CLIENT_SECRET"
+    assert source_of(so, "zeebe", "request_timeout") == "%s:%d" % (good_conf, line_of(text, "request_timeout"))
+    assert source_of(so, "mqtt", "password") == "%s:%d" % (good_conf, line_of(text, "password ="))
+    assert source_of(so, "zeebe", "keepalive") == "default"
+    assert source_of(so, "spool", "sync") == "default"
+    assert source_of(so, "route pump", "ttl") == "%s:%d" % (good_conf, line_of(text, "ttl = 5m"))
+    assert source_of(so, "route door", "ttl") == "default"
+    assert "env-secret-x1" not in so + se
+
+
+def check_fails(write_conf, text, *words):
+    path = write_conf(text)
+    r = util.run_cli(["--check", "-c", path])
+    so, se = out(r)
+    assert r.returncode == 2, "exit %d, stderr=%s" % (r.returncode, se)
+    assert "problem(s) with files the agent needs" in se, se
+    for w in words:
+        assert w in se, "%r not in %r" % (w, se)
+    return path, se
+
+
+def test_check_missing_ca_file_exits_2_with_its_line(write_conf, tmp_path):
+    text = base(tmp_path)
+    path, se = check_fails(write_conf, text, "/nonexistent/ca.pem", "No such file")
+    assert "%s:%d: [zeebe] ca_certificate" % (path, line_of(text, "/nonexistent/ca.pem")) in se
+
+
+def test_check_ca_file_that_is_not_pem(write_conf, tmp_path, certs):
+    junk = tmp_path / "junk.pem"
+    junk.write_text("this is not a certificate\n")
+    text = BASE.format(secret=SECRET, password=PASSWORD, spool=tmp_path / "spool", ca=junk)
+    check_fails(write_conf, text, "is not PEM", str(junk))
+
+
+def test_check_ca_from_environment_names_the_variable(write_conf, tmp_path, certs):
+    text = BASE.format(secret=SECRET, password=PASSWORD, spool=tmp_path / "spool", ca=certs.ca)
+    text = text.replace("ca_certificate = %s\n" % certs.ca, "")
+    path = write_conf(text)
+    r = util.run_cli(["--check", "-c", path], env={"ZEEBE_CA_CERTIFICATE_PATH": str(tmp_path / "gone.pem")})
+    so, se = out(r)
+    assert r.returncode == 2, se
+    assert "environment ZEEBE_CA_CERTIFICATE_PATH ([zeebe] ca_certificate)" in se, se
+    # the token endpoint falls back to the same file
+    assert "environment ZEEBE_CA_CERTIFICATE_PATH ([oauth] ca_certificate)" in se, se
+
+
+def test_check_mqtt_tls_files(write_conf, tmp_path, certs):
+    text = BASE.format(secret=SECRET, password=PASSWORD, spool=tmp_path / "spool", ca=certs.ca)
+    text = text.replace("password = %s\n" % PASSWORD, "password = %s\ntls = true\nca_file = %s\n"
+                        "cert_file = %s\nkey_file = %s\n" % (PASSWORD, certs.ca, tmp_path / "no.crt",
+                                                             certs.server_key))
+    path, se = check_fails(write_conf, text, "[mqtt] cert_file", "no.crt")
+    assert "ca_file" not in se and "key_file" not in se, se
+
+
+def test_check_spool_directory_not_creatable(write_conf, tmp_path, certs):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    text = BASE.format(secret=SECRET, password=PASSWORD, spool=blocker / "spool", ca=certs.ca)
+    path, se = check_fails(write_conf, text, "[spool] directory", "is not a directory")
+    assert "%s:%d:" % (path, line_of(text, "directory =")) in se
+
+
+def test_check_spool_directory_creatable_is_fine(write_conf, tmp_path, certs):
+    spool = tmp_path / "not" / "yet" / "spool"
+    path = write_conf(BASE.format(secret=SECRET, password=PASSWORD, spool=spool, ca=certs.ca))
+    r = util.run_cli(["--check", "-c", path])
+    assert r.returncode == 0, out(r)
+    assert not spool.exists() and not (tmp_path / "not").exists(), "--check must not create anything"
 
 
 # ---------------------------------------------------------------- errors

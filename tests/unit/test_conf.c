@@ -577,6 +577,26 @@ static void test_cross_field(void **state)
 	assert_int_equal(load(ROUTE "ttl = 0\n"), 0);
 }
 
+/* TEXT has a line "KV<blanks>; SOURCE" (conf_print's layout). */
+static void assert_printed(const char *text, const char *kv, const char *source)
+{
+	const char *p = text;
+	size_t n = strlen(kv);
+
+	while ((p = strstr(p, kv))) {
+		const char *q = p + n;
+		if (p == text || p[-1] == '\n') {
+			while (*q == ' ')
+				q++;
+			if (q[0] == ';' && q[1] == ' ' && strncmp(q + 2, source, strlen(source)) == 0 &&
+			    q[2 + strlen(source)] == '\n')
+				return;
+		}
+		p += n;
+	}
+	fail_msg("no line '%s ... ; %s' in:\n%s", kv, source, text);
+}
+
 static void test_print(void **state)
 {
 	char *text = NULL;
@@ -592,13 +612,18 @@ static void test_print(void **state)
 	fclose(f);
 	assert_null(strstr(text, "topsecret"));
 	assert_null(strstr(text, "hunter2"));
-	assert_non_null(strstr(text, "client_secret = ***\n"));
-	assert_non_null(strstr(text, "password = ***\n"));
-	assert_non_null(strstr(text, "keepalive = 45s\n"));
-	assert_non_null(strstr(text, "max_bytes = 256MiB\n"));
+	/* each value with where it came from */
+	assert_printed(text, "client_secret = ***", "env ZEEBE_CLIENT_SECRET");
+	assert_printed(text, "client_id = me", "t.ini:2");
+	assert_printed(text, "password = ***", "t.ini:4");
+	assert_printed(text, "keepalive = 45s", "default");
+	assert_printed(text, "max_bytes = 256MiB", "default");
+	assert_printed(text, "audience = 127.0.0.1", "derived (zeebe address without :port)");
 	assert_non_null(strstr(text, "[route r]\n"));
-	assert_non_null(strstr(text, "ttl = 90s\n"));
-	assert_non_null(strstr(text, "var.x = {1}\n"));
+	assert_printed(text, "topic = a/+", "t.ini:6");
+	assert_printed(text, "ttl = 90s", "t.ini:10");
+	assert_printed(text, "message_id = auto", "default");
+	assert_printed(text, "var.x = {1}", "t.ini:9");
 	/* the printed config is itself a valid config with the same values */
 	assert_int_equal(conf_load_string("printed", text, &again, err, sizeof(err)), 0);
 	assert_string_equal(again->zeebe.address, cfg->zeebe.address);
@@ -612,6 +637,43 @@ static void test_print(void **state)
 	assert_non_null(strstr(text, "| `max_bytes` | size | `256MiB` |"));
 	assert_non_null(strstr(text, "`ZEEBE_KEEP_ALIVE`"));
 	free(text);
+}
+
+static void count_change(void *arg, const char *section, const char *key)
+{
+	(void)section;
+	(void)key;
+	(*(int *)arg)++;
+}
+
+static void test_origin_and_diff(void **state)
+{
+	struct config *other = NULL;
+	char b[256];
+	int changed = 0;
+	(void)state;
+
+	setenv("ZEEBE_HOST", "gw.example", 1);
+	assert_int_equal(load("[zeebe]\naddress = x:1\n[log]\nlevel = warn\n" ROUTE), 0);
+	assert_string_equal(conf_origin(cfg, "zeebe", "address", b, sizeof(b)), "env ZEEBE_HOST/ZEEBE_PORT");
+	assert_string_equal(conf_origin(cfg, "log", "level", b, sizeof(b)), "t.ini:4");
+	assert_string_equal(conf_origin(cfg, "spool", "directory", b, sizeof(b)), "default");
+	assert_string_equal(conf_origin(cfg, "nope", "nope", b, sizeof(b)), "unknown key");
+	unsetenv("ZEEBE_HOST");
+	fake_pem("/tmp/m2z-test-ca.pem");
+	setenv("ZEEBE_CA_CERTIFICATE_PATH", "/tmp/m2z-test-ca.pem", 1);
+	assert_int_equal(conf_load_string("u.ini", "[log]\nlevel = debug\n[mqtt]\ntls = true\n" ROUTE,
+					  &other, err, sizeof(err)), 0);
+	assert_string_equal(conf_origin(other, "oauth", "ca_certificate", b, sizeof(b)),
+			    "env ZEEBE_CA_CERTIFICATE_PATH");
+	assert_string_equal(conf_origin(other, "mqtt", "port", b, sizeof(b)), "derived (8883 with tls = true)");
+	/* address, ca_certificate, oauth.ca_certificate, port, tls, level */
+	conf_diff(cfg, other, count_change, &changed);
+	assert_int_equal(changed, 6);
+	changed = 0;
+	conf_diff(other, other, count_change, &changed);
+	assert_int_equal(changed, 0);
+	conf_free(other);
 }
 
 int main(void)
@@ -637,6 +699,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_oauth_half_configured, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cross_field, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_print, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_origin_and_diff, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
