@@ -29,6 +29,7 @@
 #include "spool.h"
 #include "stats.h"
 #include "util.h"
+#include "worker.h"
 #include "zeebe.h"
 
 #define USER_AGENT "mqtt2zeebe/" M2Z_VERSION
@@ -43,6 +44,7 @@ struct agent {
 	struct zeebe *zeebe;
 	struct forward *fw;
 	struct mqtt_in *mqtt;
+	struct workers *workers;     /* [worker NAME] sections */
 	/* used only on the MQTT thread */
 	struct render_buf rb;
 	struct buf rec;
@@ -191,6 +193,16 @@ static void log_stats(struct agent *ag)
 		 (unsigned long long)STAT_GET(rejected), (unsigned long long)ss.records,
 		 (unsigned long long)ss.bytes, (long long)age, window, in_flight,
 		 (unsigned long long)os.failures);
+	if (workers_count(ag->workers)) {
+		struct worker_stats ws;
+		workers_get_stats(ag->workers, &ws);
+		log_write(LOG_LVL_INFO, "stats", "jobs_activated=%llu jobs_completed=%llu jobs_failed=%llu "
+			  "jobs_timed_out=%llu jobs_errors_thrown=%llu jobs_bad=%llu jobs_lost=%llu",
+			  (unsigned long long)ws.activated, (unsigned long long)ws.completed,
+			  (unsigned long long)ws.failed, (unsigned long long)ws.timed_out,
+			  (unsigned long long)ws.errors_thrown, (unsigned long long)ws.bad_jobs,
+			  (unsigned long long)ws.lost);
+	}
 }
 
 /* ---- run ------------------------------------------------------------------ */
@@ -263,12 +275,16 @@ static int start_pipeline(struct agent *ag)
 	}
 	if (mqtt_in_new(&ag->cfg->mqtt, subs, n, ingest, ag, &ag->mqtt) != M2Z_OK)
 		return M2Z_ERR_CONFIG;
+	if (workers_start(ag->workers, ag->mqtt, ag->zeebe, ag->cfg->zeebe.request_timeout_ms) != M2Z_OK)
+		return M2Z_ERR_NOMEM;
 	return mqtt_in_start(ag->mqtt);
 }
 
 static void stop_all(struct agent *ag)
 {
 	atomic_store(&g_stopping, true);
+	/* Jobs in hand go back to Zeebe while the gateway client still runs. */
+	workers_stop(ag->workers, ag->cfg->forward.shutdown_timeout_ms);
 	/* Ingestion first: a message callback in progress finishes (spooled,
 	 * then acknowledged); nothing new comes in. */
 	mqtt_in_stop(ag->mqtt);
@@ -279,6 +295,8 @@ static void stop_all(struct agent *ag)
 	mqtt_in_free(ag->mqtt);
 	if (ag->zeebe)
 		zeebe_free(ag->zeebe);
+	workers_free(ag->workers);
+	ag->workers = NULL;
 	if (ag->oauth)
 		oauth_free(ag->oauth);
 	if (ag->spool) {
@@ -561,10 +579,17 @@ int main(int argc, char **argv)
 		conf_free(ag.cfg);
 		return EXIT_CONFIG;
 	}
+	if (workers_new(ag.cfg, &ag.workers, err, sizeof(err)) != M2Z_OK) {
+		fprintf(stderr, "%s\n", err);
+		routes_free(ag.routes);
+		conf_free(ag.cfg);
+		return EXIT_CONFIG;
+	}
 	switch (mode) {
 	case MODE_CHECK:
 		conf_print(ag.cfg, stdout);
 		routes_print(ag.routes, stdout);
+		workers_print(ag.workers, stdout);
 		printf("%s: OK\n", cfg_path);
 		rc = 0;
 		break;
@@ -589,6 +614,7 @@ int main(int argc, char **argv)
 		break;
 	}
 	free(owned);
+	workers_free(ag.workers);
 	routes_free(ag.routes);
 	conf_free(ag.cfg);
 	return rc;
