@@ -275,7 +275,8 @@ static int start_pipeline(struct agent *ag)
 	}
 	if (mqtt_in_new(&ag->cfg->mqtt, subs, n, ingest, ag, &ag->mqtt) != M2Z_OK)
 		return M2Z_ERR_CONFIG;
-	if (workers_start(ag->workers, ag->mqtt, ag->zeebe, ag->cfg->zeebe.request_timeout_ms) != M2Z_OK)
+	if (workers_start(ag->workers, ag->mqtt, ag->zeebe, ag->oauth,
+			  ag->cfg->zeebe.request_timeout_ms) != M2Z_OK)
 		return M2Z_ERR_NOMEM;
 	return mqtt_in_start(ag->mqtt);
 }

@@ -22,6 +22,7 @@
 #include "err.h"
 #include "log.h"
 #include "mqtt_in.h"
+#include "oauth.h"
 #include "route.h"
 #include "util.h"
 #include "zeebe_jobs.h"
@@ -85,6 +86,7 @@ struct workers {
 	size_t n;
 	struct mqtt_in *mi;
 	struct zeebe *zb;
+	struct oauth *oauth;        /* may be NULL */
 	int64_t request_timeout_ms;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;        /* a slot was freed; stop requested */
@@ -387,6 +389,8 @@ static void call_done(void *arg, const struct zeebe_result *res)
 		log_debug("[worker %s] job %" PRId64 ": %s done", w->cw->name, j->key, call_name(j->call));
 		slot_free(j);
 	} else if (retryable(res->code) && !(w->ws->stopping && res->code == ZEEBE_DEADLINE_EXCEEDED)) {
+		if (res->code == ZEEBE_UNAUTHENTICATED && w->ws->oauth)
+			oauth_invalidate(w->ws->oauth, res->token_gen);
 		log_debug("[worker %s] job %" PRId64 ": %s: %s (%s), retrying", w->cw->name, j->key,
 			  call_name(j->call), zeebe_code_name(res->code), res->details);
 		retry_later(j);
@@ -745,6 +749,7 @@ static void *worker_thread(void *arg)
 	const struct conf_worker *cw = w->cw;
 	int64_t backoff = 0;
 	char details[512];
+	uint64_t gen = 0;
 
 	while (!__atomic_load_n(&w->ws->stopping, __ATOMIC_ACQUIRE)) {
 		int32_t n = room(w);
@@ -761,13 +766,17 @@ static void *worker_thread(void *arg)
 			idle(w, TICK_MS);
 			continue;
 		}
-		code = zeebe_activate_jobs(w->ws->zb, &req, on_job, tick, w, details, sizeof(details));
+		code = zeebe_activate_jobs(w->ws->zb, &req, on_job, tick, w, details, sizeof(details), &gen);
 		if (code == ZEEBE_OK || code == ZEEBE_CANCELLED) {
 			backoff = 0;
 			continue;
 		}
 		if (code == M2Z_ERR_CLOSED)
 			break;
+		if (code == ZEEBE_UNAUTHENTICATED && w->ws->oauth) {
+			log_info("[worker %s] gateway rejected the token (%s); fetching a new one", cw->name, details);
+			oauth_invalidate(w->ws->oauth, gen);
+		}
 		backoff = backoff ? backoff * 2 : 250;
 		if (backoff > POLL_BACKOFF_MAX_MS)
 			backoff = POLL_BACKOFF_MAX_MS;
@@ -783,10 +792,12 @@ static void *worker_thread(void *arg)
 
 /* ---- lifecycle ----------------------------------------------------------------------- */
 
-int workers_start(struct workers *ws, struct mqtt_in *mi, struct zeebe *zb, int64_t request_timeout_ms)
+int workers_start(struct workers *ws, struct mqtt_in *mi, struct zeebe *zb, struct oauth *oauth,
+		  int64_t request_timeout_ms)
 {
 	ws->mi = mi;
 	ws->zb = zb;
+	ws->oauth = oauth;
 	ws->request_timeout_ms = request_timeout_ms;
 	if (ws->n == 0)
 		return M2Z_OK;

@@ -41,6 +41,7 @@
 
 struct config;
 struct mqtt_in;
+struct oauth;
 struct zeebe;
 struct workers;
 
@@ -58,10 +59,11 @@ size_t workers_count(const struct workers *ws);
 void workers_print(const struct workers *ws, FILE *f);
 
 /* Register the reply subscriptions and the publish hook on MI (before
- * mqtt_in_start) and start the activation threads. MI and ZB are borrowed
- * and must outlive workers_free(). REQUEST_TIMEOUT_MS: the per-call
- * deadline added to the long-polling window. */
-int workers_start(struct workers *ws, struct mqtt_in *mi, struct zeebe *zb,
+ * mqtt_in_start) and start the activation threads. MI, ZB and OAUTH (may
+ * be NULL; told about rejected tokens) are borrowed and must outlive
+ * workers_free(). REQUEST_TIMEOUT_MS: the per-call deadline added to the
+ * long-polling window. */
+int workers_start(struct workers *ws, struct mqtt_in *mi, struct zeebe *zb, struct oauth *oauth,
 		  int64_t request_timeout_ms);
 
 /* Stop activating; fail back jobs in hand (retries unchanged); wait up to

@@ -185,7 +185,7 @@ static int start_activate(struct zeebe *zb, struct poll *p, grpc_metadata *md, g
 
 int zeebe_activate_jobs(struct zeebe *zb, const struct zeebe_activate_req *req,
 			zeebe_job_fn job_fn, zeebe_tick_fn tick_fn, void *arg,
-			char *details, size_t dlen)
+			char *details, size_t dlen, uint64_t *token_gen)
 {
 	struct poll p = { .tick = tick_fn, .arg = arg };
 	grpc_metadata md;
@@ -200,6 +200,7 @@ int zeebe_activate_jobs(struct zeebe *zb, const struct zeebe_activate_req *req,
 		return M2Z_ERR_CLOSED;
 	if (zeebe_token_metadata(zb, &md, &gen) != M2Z_OK)
 		return M2Z_ERR_AUTH;
+	*token_gen = gen;
 	grpc_metadata_array_init(&initial);
 	p.cq = grpc_completion_queue_create_for_pluck(NULL);
 	if (!(bb = pack_activate(req))) {

@@ -54,10 +54,11 @@ typedef bool (*zeebe_tick_fn)(void *arg);
  * the stream ended normally, ZEEBE_CANCELLED after TICK asked) with the
  * gateway's text in DETAILS; M2Z_ERR_AUTH (negative) when OAuth is on and
  * no token is cached yet (nothing was sent), M2Z_ERR_CLOSED after
- * zeebe_shutdown(). */
+ * zeebe_shutdown(). TOKEN_GEN gets the OAuth generation the call carried
+ * (for oauth_invalidate on UNAUTHENTICATED). */
 int zeebe_activate_jobs(struct zeebe *zb, const struct zeebe_activate_req *req,
 			zeebe_job_fn job_fn, zeebe_tick_fn tick_fn, void *arg,
-			char *details, size_t dlen);
+			char *details, size_t dlen, uint64_t *token_gen);
 
 /* Asynchronous, same contract as zeebe_publish(): DONE(ARG, res) exactly
  * once on the completion thread unless a non-zero M2Z_ERR_* is returned.

@@ -244,7 +244,7 @@ static void test_error_unknown(void **state)
 		   "password, keepalive, clean_session, tls, ca_file, cert_file, key_file, tls_insecure, "
 		   "reconnect_min, reconnect_max)");
 	expect_err("\n[mqqt]\nhost = h\n" ROUTE,
-		   "t.ini:2: unknown section [mqqt] (expected one of: zeebe, oauth, mqtt, spool, forward, log, route NAME)");
+		   "t.ini:2: unknown section [mqqt] (expected one of: zeebe, oauth, mqtt, spool, forward, log, route NAME, worker NAME)");
 	expect_prefix(ROUTE "colour = red\n", "t.ini:5: unknown key 'colour' in [route r] (expected one of: topic, qos,");
 	expect_prefix("host = x\n" ROUTE, "t.ini:1: key 'host' outside any section");
 	expect_err("[zeebe]\njust words\n" ROUTE, "t.ini:2: expected key = value, a [section] or a comment");
