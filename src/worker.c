@@ -510,7 +510,9 @@ static void take_job(struct worker *w, struct job *j, const struct zeebe_job *jb
 		return;
 	}
 	j->st = J_ACK;
-	j->reply_until = mono_ms() + cw->reply_timeout_ms;
+	/* publish mode: a PUBACK that never comes frees the slot at the job
+	 * timeout (Zeebe hands the job out again by then). */
+	j->reply_until = mono_ms() + (cw->mode == WORKER_REQUEST_REPLY ? cw->reply_timeout_ms : cw->timeout_ms);
 	log_debug("[worker %s] job %" PRId64 " -> %s (mid %d)", cw->name, jb->key, w->topic_buf.p, j->mid);
 }
 
@@ -660,6 +662,13 @@ static void reply_timeout(struct job *j)
 {
 	const struct conf_worker *cw = j->w->cw;
 
+	if (cw->mode == WORKER_PUBLISH) {
+		log_warn("[worker %s] job %" PRId64 ": the broker did not acknowledge the command within the "
+			 "job timeout; Zeebe hands the job out again", cw->name, j->key);
+		j->w->st.lost++;
+		slot_free(j);
+		return;
+	}
 	j->w->st.timed_out++;
 	log_warn("[worker %s] job %" PRId64 ": no reply on %s within %" PRId64 "ms", cw->name, j->key,
 		 j->reply_topic, cw->reply_timeout_ms);
@@ -687,8 +696,7 @@ static void housekeeping(struct worker *w)
 		struct job *j = &w->jobs[k];
 		if (j->st == J_RETRY && now >= j->retry_at)
 			send_call(j);
-		else if ((j->st == J_ACK || j->st == J_REPLY) && w->cw->mode == WORKER_REQUEST_REPLY &&
-			 now >= j->reply_until)
+		else if ((j->st == J_ACK || j->st == J_REPLY) && now >= j->reply_until)
 			reply_timeout(j);
 	}
 }
@@ -709,6 +717,20 @@ static bool tick(void *arg)
 	return stop;
 }
 
+/* Now + one tick, for pthread_cond_timedwait (CLOCK_REALTIME). */
+static struct timespec tick_deadline(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += TICK_MS * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
 /* Wait up to MS or until stop; runs the timers. Returns false on stop. */
 static bool idle(struct worker *w, int64_t ms)
 {
@@ -717,13 +739,7 @@ static bool idle(struct worker *w, int64_t ms)
 
 	pthread_mutex_lock(&w->ws->lock);
 	while (!w->ws->stopping && mono_ms() < until) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += TICK_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = tick_deadline();
 		pthread_cond_timedwait(&w->ws->cond, &w->ws->lock, &ts);
 		housekeeping(w);
 	}
@@ -848,13 +864,7 @@ void workers_stop(struct workers *ws, int64_t grace_ms)
 	for (size_t i = 0; i < ws->n; i++)
 		fail_back_all(&ws->w[i], "agent stopping", 0);
 	while (all_in_hand(ws) > 0 && mono_ms() < until) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += TICK_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		struct timespec ts = tick_deadline();
 		pthread_cond_timedwait(&ws->cond, &ws->lock, &ts);
 		for (size_t i = 0; i < ws->n; i++)
 			for (int k = 0; k < ws->w[i].cw->max_jobs_active; k++)

@@ -96,10 +96,11 @@ def fails(gateway, key):
 
 # ---------------------------------------------------------------- publish mode
 
-def test_publish_mode_completes_on_puback(agent, gateway, device):
+@pytest.mark.parametrize("qos", [1, 0])
+def test_publish_mode_completes_on_puback(agent, gateway, device, qos):
     dev = device()
     a = agent(extra_ini=worker_ini(
-        payload='{{"cmd":"{/customHeaders/command}","job":"{/key}","open":{/variables/open}}}'))
+        qos=qos, payload='{{"cmd":"{/customHeaders/command}","job":"{/key}","open":{/variables/open}}}'))
     key = gateway.create_job("valve-command", {"deviceId": "valve7", "open": True},
                              headers={"command": "open"})
     assert key > BIG
@@ -214,6 +215,19 @@ def test_sigkill_with_jobs_in_hand_republishes_after_job_timeout(agent, gateway,
     assert got[1][0] == first[0] == "plant/valve9/cmd/%d" % key, "same job key: the device can spot the repeat"
     job = gateway.wait_job(key, lambda j: j["state"] == "COMPLETED")
     assert job["activations"] == 2 and "TIMED_OUT" in job["history"]
+
+
+def test_sigterm_fails_jobs_in_hand_back(agent, gateway, device):
+    dev = device()
+    a = agent(extra_ini=worker_ini(mode="request_reply", reply_topic="plant/{/variables/deviceId}/reply/{/key}",
+                                   reply_timeout="25s"))
+    keys = [gateway.create_job("valve-command", {"deviceId": "v%d" % i}, retries=2) for i in range(3)]
+    dev.wait(3)
+    assert a.stop() == 0
+    for k in keys:
+        f = fails(gateway, k)
+        assert len(f) == 1 and f[0]["retries"] == 2 and f[0]["retryBackOff"] == 0, f
+        assert gateway.job(k)["state"] == "ACTIVATABLE"
 
 
 def test_completion_retried_on_unavailable_and_not_found_logged_once(agent, gateway, device):

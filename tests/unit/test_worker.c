@@ -57,13 +57,23 @@ static void expect_error(const char *extra, const char *msg)
 	conf_free(cfg);
 }
 
+/* workers_print() of WS; free() the result. */
+static char *printed(struct workers *ws)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+
+	workers_print(ws, f);
+	fclose(f);
+	return out;
+}
+
 static void test_defaults_and_print(void **state)
 {
 	struct config *cfg;
 	struct workers *ws;
-	char *out = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&out, &len);
+	char *out;
 
 	(void)state;
 	assert_int_equal(load("topic = plant/{/variables/id}/cmd\n", &cfg, &ws), 0);
@@ -75,8 +85,7 @@ static void test_defaults_and_print(void **state)
 	assert_int_equal(cfg->workers[0].max_jobs_active, 32);
 	assert_true(cfg->workers[0].timeout_ms == 300000);
 	assert_int_equal(workers_count(ws), 1);
-	workers_print(ws, f);
-	fclose(f);
+	out = printed(ws);
 	assert_non_null(strstr(out, "job type 't' as 'me'"));  /* name defaults to the client id */
 	free(out);
 	workers_free(ws);
@@ -87,15 +96,12 @@ static void test_reply_filter(void **state)
 {
 	struct config *cfg;
 	struct workers *ws;
-	char *out = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&out, &len);
+	char *out;
 
 	(void)state;
 	assert_int_equal(load("topic = p/{/variables/id}/cmd/{/key}\nmode = request_reply\n"
 			      "reply_topic = p/{/variables/id}/reply/{/key}\nname = edge-7\n", &cfg, &ws), 0);
-	workers_print(ws, f);
-	fclose(f);
+	out = printed(ws);
 	assert_non_null(strstr(out, "subscribed as p/+/reply/+"));
 	assert_non_null(strstr(out, "as 'edge-7'"));
 	free(out);
