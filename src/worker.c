@@ -562,28 +562,43 @@ static char *text_of(const cJSON *v)
 	return cJSON_IsString(v) ? strdup(v->valuestring) : cJSON_PrintUnformatted(v);
 }
 
+/* A reply that is not JSON: its text, or base64 when it is not UTF-8 text
+ * (*BINARY set), as routes do with such payloads. */
+static cJSON *text_value(const void *payload, size_t len, bool *binary)
+{
+	char *s;
+	cJSON *v;
+
+	*binary = memchr(payload, '\0', len) || !utf8_valid(payload, len);
+	s = *binary ? base64_encode(payload, len) : strndup(payload, len);
+	v = s ? cJSON_CreateString(s) : NULL;
+	free(s);
+	return v;
+}
+
 /* The completion variables for a reply: an object merged, or under a name. */
 static char *reply_vars(const struct conf_worker *cw, cJSON *root, const void *payload, size_t len)
 {
 	const char *name = cw->reply_variable[0] ? cw->reply_variable : "reply";
 	cJSON *doc, *v;
 	char *out;
+	bool binary = false;
 
 	if (root && cJSON_IsObject(root) && !cw->reply_variable[0])
 		return cJSON_PrintUnformatted(root);
 	doc = cJSON_CreateObject();
-	v = root ? cJSON_Duplicate(root, 1) : NULL;
-	if (!v) {
-		char *s = strndup(payload, len);
-		v = s ? cJSON_CreateString(s) : NULL;
-		free(s);
-	}
+	v = root ? cJSON_Duplicate(root, 1) : text_value(payload, len, &binary);
 	if (!doc || !v) {
 		cJSON_Delete(doc);
 		cJSON_Delete(v);
 		return NULL;
 	}
 	cJSON_AddItemToObject(doc, name, v);
+	if (binary) {
+		char enc[300];
+		snprintf(enc, sizeof(enc), "%sEncoding", name);
+		cJSON_AddStringToObject(doc, enc, "base64");
+	}
 	out = cJSON_PrintUnformatted(doc);
 	cJSON_Delete(doc);
 	return out;

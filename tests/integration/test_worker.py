@@ -118,7 +118,7 @@ def test_publish_mode_completes_on_puback(agent, gateway, device, qos):
 # ---------------------------------------------------------------- request/reply
 
 def test_request_reply_completes_with_the_reply(agent, gateway, device):
-    answers = {"valve1": {"status": "ok", "position": 42}, "valve2": "done"}
+    answers = {"valve1": {"status": "ok", "position": 42}, "valve2": "done", "valve3": b"\xff\x00\x01"}
 
     def reply(topic, payload):
         return reply_to(topic), answers[topic.split("/")[1]]
@@ -127,10 +127,13 @@ def test_request_reply_completes_with_the_reply(agent, gateway, device):
                                reply_timeout="10s"))
     k1 = gateway.create_job("valve-command", {"deviceId": "valve1"})
     k2 = gateway.create_job("valve-command", {"deviceId": "valve2"})
+    k3 = gateway.create_job("valve-command", {"deviceId": "valve3"})
     j1 = gateway.wait_job(k1, lambda j: j["state"] == "COMPLETED")
     j2 = gateway.wait_job(k2, lambda j: j["state"] == "COMPLETED")
+    j3 = gateway.wait_job(k3, lambda j: j["state"] == "COMPLETED")
     assert j1["variables"]["position"] == 42 and j1["variables"]["status"] == "ok"
     assert j2["variables"]["reply"] == "done"
+    assert j3["variables"]["reply"] == "/wAB" and j3["variables"]["replyEncoding"] == "base64"
 
 
 def test_reply_timeout_fails_with_retries_minus_one(agent, gateway, device):
