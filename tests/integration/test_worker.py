@@ -100,8 +100,9 @@ def fails(gateway, key):
 def test_publish_mode_completes_on_puback(agent, gateway, device, qos):
     dev = device()
     a = agent(extra_ini=worker_ini(
-        qos=qos, payload='{{"cmd":"{/customHeaders/command}","job":"{/key}","open":{/variables/open}}}'))
-    key = gateway.create_job("valve-command", {"deviceId": "valve7", "open": True},
+        qos=qos, payload='{{"cmd":"{/customHeaders/command}","job":"{/key}","open":{/variables/open}}}',
+        fetch_variables="deviceId, open", tenant_ids="<default>"))
+    key = gateway.create_job("valve-command", {"deviceId": "valve7", "open": True, "other": 1},
                              headers={"command": "open"})
     assert key > BIG
     topic, payload = dev.wait(1)[0]
@@ -111,6 +112,8 @@ def test_publish_mode_completes_on_puback(agent, gateway, device, qos):
     assert job["activations"] == 1
     act = [r for r in gateway.requests("ActivateJobs") if r["jobs"]][0]
     assert act["worker"].startswith("m2z-test-") and act["timeout"] == 60000
+    assert act["fetchVariable"] == ["deviceId", "open"] and act["tenantIds"] == ["<default>"]
+    assert act["requestTimeout"] == 2000 and act["maxJobsToActivate"] == 4
     assert act["metadata"]["authorization"].startswith("Bearer ")
     assert "valve-command" in a.log()
 
@@ -233,6 +236,20 @@ def test_sigterm_fails_jobs_in_hand_back(agent, gateway, device):
         assert gateway.job(k)["state"] == "ACTIVATABLE"
 
 
+def test_rejected_token_on_completion_is_renewed(agent, gateway, device, token_server):
+    device()
+    gateway.fail_next("UNAUTHENTICATED", 1, method="CompleteJob",
+                      details="Failed to parse bearer token, see cause for details")
+    a = agent(extra_ini=worker_ini())
+    key = gateway.create_job("valve-command", {"deviceId": "valve12"})
+    gateway.wait_job(key, lambda j: j["state"] == "COMPLETED")
+    tries = [r for r in gateway.requests("CompleteJob", status=None) if r["jobKey"] == key]
+    assert [r["status"] for r in tries] == ["UNAUTHENTICATED", "OK"]
+    assert tries[0]["metadata"]["authorization"] != tries[1]["metadata"]["authorization"], \
+        "the rejected token is dropped and a new one fetched"
+    assert util.CLIENT_SECRET not in a.log()
+
+
 def test_completion_retried_on_unavailable_and_not_found_logged_once(agent, gateway, device):
     device()
     gateway.fail_next("UNAVAILABLE", 2, method="CompleteJob")
@@ -264,6 +281,7 @@ def test_unsafe_topic_value_fails_the_job(agent, gateway, device, value):
     ok = gateway.create_job("valve-command", {"deviceId": "fine"})
     gateway.wait_job(ok, lambda j: j["state"] == "COMPLETED")
     assert [t for t, _ in dev.got if t.startswith("plant/")] == ["plant/fine/cmd/%d" % ok]
+    assert json.loads(dev.got[-1][1]) == {"deviceId": "fine"}   # payload defaults to {/variables}
     assert job["retries"] == 0
 
 
