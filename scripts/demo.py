@@ -131,6 +131,30 @@ def main():
         broker.wait()
 
 
+def run_valve_command(gateway, mqtt_port):
+    """A job of a service task becomes an MQTT command; the valve answers."""
+    print("\ndemo: a process reaches a service task of type 'valve-command'")
+    valve = mqtt.Client(client_id="demo-valve")
+
+    def on_message(c, u, m):
+        print(f"  valve <- {m.topic}  {m.payload.decode()}")
+        reply = m.topic.replace("/cmd/", "/reply/")
+        body = json.dumps({"status": "ok", "position": json.loads(m.payload)["position"]})
+        print(f"  valve -> {reply}  {body}")
+        c.publish(reply, body, qos=1)
+    valve.on_message = on_message
+    valve.connect("127.0.0.1", mqtt_port)
+    valve.subscribe("plant/+/valve/+/cmd/+", qos=1)
+    valve.loop_start()
+    time.sleep(0.3)
+    key = gateway.create_job("valve-command", {"site": "hamburg", "valve": "v3", "position": 40},
+                             headers={"command": "open"})
+    job = gateway.wait_job(key, lambda j: j["state"] != "ACTIVATABLE" and j["state"] != "ACTIVATED",
+                           timeout=20)
+    print(f"  gateway: job {key} {job['state']} with variables {json.dumps(job['variables'])}")
+    valve.loop_stop()
+
+
 def run_agent(binary, tmp, certs, mqtt_port, tokens, gateway):
     metrics_port = free_port()
     with open(os.path.join(ROOT, "conf", "demo.ini")) as f:
@@ -175,6 +199,7 @@ def run_agent(binary, tmp, certs, mqtt_port, tokens, gateway):
                     d = json.loads(line)
                     print(f"  {d['topic']}: {d['status']}: {d['reason']}")
         show_ops(mqtt_port, metrics_port)
+        run_valve_command(gateway, mqtt_port)
         agent.send_signal(signal.SIGUSR1)
         time.sleep(0.3)
     finally:

@@ -234,6 +234,58 @@ static const struct opt route_opts[] = {
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 #define N_ROUTE_OPTS (sizeof(route_opts) / sizeof(route_opts[0]))
 
+static const char *const worker_mode_names[] = { "publish", "request_reply", NULL };
+
+#define W(f) offsetof(struct conf_worker, f)
+#define WL(f) ((int)offsetof(struct conf_worker, f))
+static const struct opt worker_opts[] = {
+	{ "worker", "job_type", T_STR, W(job_type), -1, NULL, NOLIM, NULL,
+	  NULL, F_REQUIRED, "job type of the service tasks to work on" },
+	{ "worker", "topic", T_STR, W(topic), WL(topic_line), NULL, NOLIM, NULL,
+	  NULL, F_REQUIRED, "template of the command topic over the job ({/key}, {/variables/x}, ...)" },
+	{ "worker", "payload", T_STR, W(payload), WL(payload_line), "{/variables}", NOLIM, NULL,
+	  NULL, 0, "template of the command payload" },
+	{ "worker", "qos", T_INT, W(qos), -1, "1", 0, 2, NULL,
+	  NULL, 0, "QoS of the command; with 1 or 2 the job completes on the broker's acknowledgement" },
+	{ "worker", "retain", T_BOOL, W(retain), -1, "false", NOLIM, NULL,
+	  NULL, 0, "retain flag of the command" },
+	{ "worker", "mode", T_ENUM, W(mode), -1, "publish", NOLIM, worker_mode_names,
+	  NULL, 0, "publish: complete when the broker has the command; request_reply: complete on the device's reply" },
+	{ "worker", "reply_topic", T_STR, W(reply_topic), WL(reply_topic_line), NULL, NOLIM, NULL,
+	  NULL, 0, "request_reply: template of the reply topic; must contain {/key} as a whole level" },
+	{ "worker", "reply_timeout", T_DUR, W(reply_timeout_ms), -1, "30s", 100, MS_DAY, NULL,
+	  NULL, 0, "request_reply: wait this long for the reply" },
+	{ "worker", "reply_variable", T_STR, W(reply_variable), -1, NULL, NOLIM, NULL,
+	  NULL, 0, "variable that gets the reply; empty = a JSON object reply is merged, any other under \"reply\"" },
+	{ "worker", "error_pointer", T_STR, W(error_pointer), -1, NULL, NOLIM, NULL,
+	  NULL, 0, "JSON pointer into the reply that marks an error reply; empty = off" },
+	{ "worker", "error_value", T_STR, W(error_value), -1, "error", NOLIM, NULL,
+	  NULL, 0, "value at error_pointer that means error" },
+	{ "worker", "error_code", T_STR, W(error_code), -1, NULL, NOLIM, NULL,
+	  NULL, 0, "BPMN error code thrown for an error reply (needed with error_pointer)" },
+	{ "worker", "error_message_pointer", T_STR, W(error_message_pointer), -1, NULL, NOLIM, NULL,
+	  NULL, 0, "JSON pointer to the error reply's message; empty = the whole reply" },
+	{ "worker", "timeout_error_code", T_STR, W(timeout_error_code), -1, NULL, NOLIM, NULL,
+	  NULL, 0, "on reply timeout throw this BPMN error; empty = fail the job with retries - 1" },
+	{ "worker", "retry_backoff", T_DUR, W(retry_backoff_ms), -1, "10s", 0, MS_DAY, NULL,
+	  NULL, 0, "back-off of a failed job before it is activated again" },
+	{ "worker", "max_jobs_active", T_INT, W(max_jobs_active), -1, "32", 1, 1000, NULL,
+	  NULL, 0, "jobs in hand at most" },
+	{ "worker", "timeout", T_DUR, W(timeout_ms), -1, "5m", 1000, MS_DAY, NULL,
+	  NULL, 0, "job lock: unfinished jobs go back to Zeebe after this" },
+	{ "worker", "poll_timeout", T_DUR, W(poll_timeout_ms), -1, "10s", 100, 3600000, NULL,
+	  NULL, 0, "ActivateJobs long polling window" },
+	{ "worker", "fetch_variables", T_STR, W(fetch_variables), -1, NULL, NOLIM, NULL,
+	  NULL, 0, "comma-separated variables to fetch; empty = all" },
+	{ "worker", "tenant_ids", T_STR, W(tenant_ids), -1, NULL, NOLIM, NULL,
+	  NULL, 0, "comma-separated tenant ids; empty = the gateway's default tenant" },
+	{ "worker", "name", T_STR, W(worker_name), -1, NULL, NOLIM, NULL,
+	  NULL, 0, "worker name shown in Operate; empty = the MQTT client id" },
+	{ "worker", "max_payload", T_SIZE64, W(max_payload), -1, "256KiB", 1, 256LL << 20, NULL,
+	  NULL, 0, "largest command payload; a bigger one fails the job" },
+};
+#define N_WORKER_OPTS (sizeof(worker_opts) / sizeof(worker_opts[0]))
+
 static const char *const sections[] = { "zeebe", "oauth", "mqtt", "spool", "forward", "log",
 					"status", "metrics", NULL };
 
@@ -516,7 +568,7 @@ static void free_strings(void *base, const struct opt *table, size_t count)
 
 /* ---- the parse context ------------------------------------------------------ */
 
-enum sec_kind { SEC_NONE, SEC_GLOBAL, SEC_ROUTE };
+enum sec_kind { SEC_NONE, SEC_GLOBAL, SEC_ROUTE, SEC_WORKER };
 
 struct parse_ctx {
 	const char *name;           /* file name for messages */
@@ -532,6 +584,8 @@ struct parse_ctx {
 	size_t route;               /* index of the route in force */
 	int seen[N_OPTS];           /* line where a global key was set; 0 = not */
 	int (*route_seen)[N_ROUTE_OPTS];
+	size_t worker;              /* index of the worker in force */
+	int (*worker_seen)[N_WORKER_OPTS];
 	char *long_value;           /* the real value of an over-long line */
 	struct credentials creds;   /* [zeebe] credentials_file, when set */
 	char from[N_OPTS][CONF_FROM_MAX]; /* where an env/credentials value came from */
@@ -650,6 +704,119 @@ static void open_route(struct parse_ctx *c, const char *name)
 	c->route = cfg->n_routes - 1;
 }
 
+/* ---- [worker NAME] ---- */
+
+static void conf_worker_free(struct conf_worker *w)
+{
+	free_strings(w, worker_opts, N_WORKER_OPTS);
+	free(w->name);
+}
+
+static void open_worker(struct parse_ctx *c, const char *name)
+{
+	struct config *cfg = c->cfg;
+	struct conf_worker *ws, *w;
+	int (*seen)[N_WORKER_OPTS];
+
+	if (!route_name_ok(name)) {
+		fail(c, c->line, "worker name '%s' must be 1-%d of A-Z a-z 0-9 _ . -", name, ROUTE_NAME_MAX);
+		return;
+	}
+	for (size_t i = 0; i < cfg->n_workers; i++) {
+		if (strcmp(cfg->workers[i].name, name) == 0) {
+			fail(c, c->line, "[worker %s] already defined at line %d", name, cfg->workers[i].line);
+			return;
+		}
+	}
+	if (cfg->n_workers >= CONF_MAX_WORKERS) {
+		fail(c, c->line, "more than %d workers", CONF_MAX_WORKERS);
+		return;
+	}
+	ws = realloc(cfg->workers, (cfg->n_workers + 1) * sizeof(*ws));
+	if (ws)
+		cfg->workers = ws;
+	seen = realloc(c->worker_seen, (cfg->n_workers + 1) * sizeof(*seen));
+	if (seen)
+		c->worker_seen = seen;
+	if (!ws || !seen) {
+		fail(c, c->line, "out of memory");
+		return;
+	}
+	w = &cfg->workers[cfg->n_workers];
+	memset(w, 0, sizeof(*w));
+	memset(seen[cfg->n_workers], 0, sizeof(seen[0]));
+	cfg->n_workers++;
+	w->line = c->line;
+	w->name = strdup(name);
+	if (!w->name || apply_defaults(w, worker_opts, N_WORKER_OPTS)) {
+		fail(c, c->line, "out of memory");
+		return;
+	}
+	c->sec = SEC_WORKER;
+	c->worker = cfg->n_workers - 1;
+}
+
+static void set_worker(struct parse_ctx *c, const char *key, const char *value)
+{
+	struct conf_worker *w = &c->cfg->workers[c->worker];
+	const struct opt *o = find_opt(worker_opts, N_WORKER_OPTS, "worker", key);
+	char msg[512];
+	size_t i;
+
+	if (!o) {
+		char keys[1024];
+		expected_keys(worker_opts, N_WORKER_OPTS, "worker", keys, sizeof(keys));
+		fail(c, c->line, "unknown key '%s' in [worker %s] (expected one of: %s)", key, w->name, keys);
+		return;
+	}
+	i = (size_t)(o - worker_opts);
+	if (c->worker_seen[c->worker][i]) {
+		fail(c, c->line, "[worker %s] %s set twice (first at line %d)", w->name, key,
+		     c->worker_seen[c->worker][i]);
+		return;
+	}
+	c->worker_seen[c->worker][i] = c->line;
+	if (opt_set(w, o, value, msg, sizeof(msg))) {
+		fail(c, c->line, "[worker %s] %s: %s", w->name, key, msg);
+		return;
+	}
+	if (o->line_off >= 0)
+		*(int *)((char *)w + o->line_off) = c->line;
+}
+
+static int worker_line(const struct parse_ctx *c, size_t w, const char *key)
+{
+	const struct opt *o = find_opt(worker_opts, N_WORKER_OPTS, "worker", key);
+	int l = o ? c->worker_seen[w][o - worker_opts] : 0;
+	return l > 0 ? l : c->cfg->workers[w].line;
+}
+
+static void check_worker(struct parse_ctx *c, size_t i)
+{
+	const struct conf_worker *w = &c->cfg->workers[i];
+
+	if (!w->job_type[0])
+		fail(c, w->line, "[worker %s] needs job_type", w->name);
+	else if (!w->topic[0])
+		fail(c, w->line, "[worker %s] needs topic", w->name);
+	else if (w->mode == WORKER_REQUEST_REPLY && !w->reply_topic[0])
+		fail(c, worker_line(c, i, "mode"), "[worker %s] mode = request_reply needs reply_topic", w->name);
+	else if (w->mode == WORKER_REQUEST_REPLY && w->reply_timeout_ms >= w->timeout_ms)
+		fail(c, worker_line(c, i, "reply_timeout"),
+		     "[worker %s] reply_timeout (%" PRId64 "ms) must be below the job timeout (%" PRId64 "ms)",
+		     w->name, w->reply_timeout_ms, w->timeout_ms);
+	else if (w->error_pointer[0] && !w->error_code[0])
+		fail(c, worker_line(c, i, "error_pointer"), "[worker %s] error_pointer needs error_code", w->name);
+	else if (w->error_pointer[0] && w->error_pointer[0] != '/')
+		fail(c, worker_line(c, i, "error_pointer"),
+		     "[worker %s] error_pointer: expected a JSON pointer like /status, got '%s'", w->name,
+		     w->error_pointer);
+	else if (w->error_message_pointer[0] && w->error_message_pointer[0] != '/')
+		fail(c, worker_line(c, i, "error_message_pointer"),
+		     "[worker %s] error_message_pointer: expected a JSON pointer like /message, got '%s'",
+		     w->name, w->error_message_pointer);
+}
+
 /* LINE points just after '['. */
 static void open_section(struct parse_ctx *c, const char *line)
 {
@@ -678,6 +845,15 @@ static void open_section(struct parse_ctx *c, const char *line)
 			open_route(c, p);
 		return;
 	}
+	if (strncmp(name, "worker", 6) == 0 && (name[6] == '\0' || isspace((unsigned char)name[6]))) {
+		for (p = name + 6; isspace((unsigned char)*p); p++)
+			;
+		if (!*p)
+			fail(c, c->line, "[worker] needs a name: [worker NAME]");
+		else
+			open_worker(c, p);
+		return;
+	}
 	for (int i = 0; sections[i]; i++) {
 		if (strcmp(name, sections[i]) == 0) {
 			c->sec = SEC_GLOBAL;
@@ -685,7 +861,7 @@ static void open_section(struct parse_ctx *c, const char *line)
 			return;
 		}
 	}
-	fail(c, c->line, "unknown section [%s] (expected one of: zeebe, oauth, mqtt, spool, forward, log, status, metrics, route NAME)",
+	fail(c, c->line, "unknown section [%s] (expected one of: zeebe, oauth, mqtt, spool, forward, log, status, metrics, route NAME, worker NAME)",
 	     name);
 }
 
@@ -913,6 +1089,9 @@ static int conf_handler(void *user, const char *section, const char *name, const
 		break;
 	case SEC_ROUTE:
 		set_route(c, name, value);
+		break;
+	case SEC_WORKER:
+		set_worker(c, name, value);
 		break;
 	}
 	return 1;
@@ -1297,8 +1476,10 @@ static void check_routes(struct parse_ctx *c)
 	static const char *const required[] = { "topic", "message_name", "correlation_key" };
 	struct config *cfg = c->cfg;
 
-	if (cfg->n_routes == 0) {
-		fail(c, 0, "no [route NAME] section: nothing to forward");
+	for (size_t i = 0; i < cfg->n_workers && !c->failed; i++)
+		check_worker(c, i);
+	if (cfg->n_routes == 0 && cfg->n_workers == 0) {
+		fail(c, 0, "no [route NAME] or [worker NAME] section: nothing to do");
 		return;
 	}
 	for (size_t i = 0; i < cfg->n_routes && !c->failed; i++) {
@@ -1504,6 +1685,9 @@ void conf_free(struct config *cfg)
 	for (size_t i = 0; i < cfg->n_routes; i++)
 		conf_route_free(&cfg->routes[i]);
 	free(cfg->routes);
+	for (size_t i = 0; i < cfg->n_workers; i++)
+		conf_worker_free(&cfg->workers[i]);
+	free(cfg->workers);
 	free(cfg->path);
 	if (cfg->origin)
 		free(cfg->origin->route_line);
@@ -1539,6 +1723,7 @@ out:
 	free(c.long_value);
 	free(c.route_seen);
 	credentials_free(&c.creds);
+	free(c.worker_seen);
 	if (c.failed) {
 		conf_free(c.cfg);
 		return M2Z_ERR_CONFIG;
@@ -1674,6 +1859,14 @@ void conf_print(const struct config *cfg, FILE *f)
 	}
 	for (size_t r = 0; r < cfg->n_routes; r++)
 		print_route(cfg, r, f);
+	for (size_t w = 0; w < cfg->n_workers; w++) {
+		fprintf(f, "\n[worker %s]\n", cfg->workers[w].name);
+		for (size_t i = 0; i < N_WORKER_OPTS; i++) {
+			fprintf(f, "%s = ", worker_opts[i].key);
+			print_value(f, &cfg->workers[w], &worker_opts[i]);
+			fputc('\n', f);
+		}
+	}
 }
 
 static void print_ref_table(FILE *f, const struct opt *table, size_t count, const char *section)
@@ -1725,4 +1918,6 @@ void conf_print_reference(FILE *f)
 	fprintf(f, "### [route NAME]\n\n");
 	print_ref_table(f, route_opts, N_ROUTE_OPTS, "route");
 	fprintf(f, "| `var.NAME` | template | | | | extra variable NAME (repeatable) |\n");
+	fprintf(f, "\n### [worker NAME]\n\n");
+	print_ref_table(f, worker_opts, N_WORKER_OPTS, "worker");
 }

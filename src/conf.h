@@ -42,6 +42,7 @@
 
 #define CONF_MAX_LINE 4096
 #define CONF_MAX_ROUTES 256
+#define CONF_MAX_WORKERS 64
 
 enum spool_sync { SPOOL_SYNC_NONE = 0, SPOOL_SYNC_GROUP, SPOOL_SYNC_ALWAYS };
 enum spool_full { SPOOL_FULL_BLOCK = 0, SPOOL_FULL_DROP_OLDEST, SPOOL_FULL_REJECT_NEWEST };
@@ -173,6 +174,40 @@ struct conf_route {
 };
 
 struct conf_origin;
+enum worker_mode { WORKER_PUBLISH = 0, WORKER_REQUEST_REPLY };
+
+/* One [worker NAME] section: a Zeebe job type whose jobs become MQTT
+ * commands (worker.h). Templates use route.h's syntax with {/ptr} only, over
+ * the job document described in worker.h. */
+struct conf_worker {
+	char *name;                 /* the section's NAME */
+	int line;                   /* line of the [worker NAME] header */
+	char *job_type;             /* required */
+	char *topic;                /* template, required */
+	int topic_line;
+	char *payload;              /* template, default "{/variables}" */
+	int payload_line;
+	int qos;                    /* default 1 */
+	bool retain;
+	enum worker_mode mode;      /* "publish" (default) | "request_reply" */
+	char *reply_topic;          /* template with {/key}; request_reply only */
+	int reply_topic_line;
+	int64_t reply_timeout_ms;   /* default 30s */
+	char *reply_variable;       /* "" = merge a JSON object reply, else "reply" */
+	char *error_pointer;        /* JSON pointer into the reply; "" = off */
+	char *error_value;          /* the value there that means error, default "error" */
+	char *error_code;           /* BPMN error code thrown for an error reply */
+	char *error_message_pointer;/* message of an error reply; "" = whole reply */
+	char *timeout_error_code;   /* "" = FailJob retries - 1; else ThrowError */
+	int64_t retry_backoff_ms;   /* default 10s */
+	int max_jobs_active;        /* default 32 */
+	int64_t timeout_ms;         /* job lock, default 5m */
+	int64_t poll_timeout_ms;    /* ActivateJobs long polling, default 10s */
+	char *fetch_variables;      /* comma list; "" = all */
+	char *tenant_ids;           /* comma list; "" = gateway default */
+	char *worker_name;          /* key "name"; "" = the MQTT client id */
+	uint64_t max_payload;       /* default 256KiB */
+};
 
 struct config {
 	char *path;                 /* the file that was loaded */
@@ -187,6 +222,8 @@ struct config {
 	struct conf_metrics metrics;
 	size_t n_routes;
 	struct conf_route *routes;  /* in file order */
+	size_t n_workers;
+	struct conf_worker *workers;/* in file order */
 };
 
 /* Parse PATH, apply environment overrides (getenv), fill defaults, run

@@ -66,6 +66,7 @@
 #include "stats.h"
 #include "status.h"
 #include "util.h"
+#include "worker.h"
 #include "zeebe.h"
 
 #define EXIT_CONFIG 2
@@ -98,6 +99,7 @@ struct agent {
 	int64_t stats_interval_ms;  /* [log] stats_interval, as reloaded */
 	const char *cfg_path;       /* read again on SIGHUP */
 	int cli_level;              /* --log-level, -1 = none */
+	struct workers *workers;     /* [worker NAME] sections */
 };
 
 /* deadletter on_line hook: forwarder or MQTT thread. */
@@ -154,6 +156,16 @@ static void log_stats(struct agent *ag)
 		 (unsigned long long)ss.bytes, (long long)age, window, in_flight,
 		 (unsigned long long)os.failures, (unsigned long long)STAT_GET(durability_failures),
 		 ingest_holding() ? 1 : 0, (unsigned long long)STAT_GET(dead_letters_rotated));
+	if (workers_count(ag->workers)) {
+		struct worker_stats ws;
+		workers_get_stats(ag->workers, &ws);
+		log_write(LOG_LVL_INFO, "stats", "jobs_activated=%llu jobs_completed=%llu jobs_failed=%llu "
+			  "jobs_timed_out=%llu jobs_errors_thrown=%llu jobs_bad=%llu jobs_lost=%llu",
+			  (unsigned long long)ws.activated, (unsigned long long)ws.completed,
+			  (unsigned long long)ws.failed, (unsigned long long)ws.timed_out,
+			  (unsigned long long)ws.errors_thrown, (unsigned long long)ws.bad_jobs,
+			  (unsigned long long)ws.lost);
+	}
 }
 
 /* ---- operability: peer states, status topic, systemd ------------------------ */
@@ -303,6 +315,9 @@ static int start_pipeline(struct agent *ag)
 	if (forward_start(&fo, &ag->fw) != M2Z_OK)
 		return M2Z_ERR_NOMEM;
 	set_sources(ag);
+	if (workers_start(ag->workers, ag->mqtt, ag->zeebe, ag->oauth,
+			  c->zeebe.request_timeout_ms) != M2Z_OK)
+		return M2Z_ERR_NOMEM;
 	io.on_kept_arg = ag->fw;
 	if (ingest_new(&io, &ag->ingest) != M2Z_OK)
 		return M2Z_ERR_NOMEM;
@@ -314,6 +329,8 @@ static void stop_all(struct agent *ag)
 	notify_send("STOPPING=1");
 	metrics_stop(ag->metrics);
 	ag->metrics = NULL;
+	/* Jobs in hand go back to Zeebe while the gateway client still runs. */
+	workers_stop(ag->workers, ag->cfg->forward.shutdown_timeout_ms);
 	publish_offline(ag);
 	/* A message in hand that is held or blocked on a full spool is not
 	 * acknowledged: ingest exits the process instead of returning. Any other
@@ -332,6 +349,8 @@ static void stop_all(struct agent *ag)
 	ingest_free(ag->ingest);
 	if (ag->zeebe)
 		zeebe_free(ag->zeebe);
+	workers_free(ag->workers);
+	ag->workers = NULL;
 	if (ag->oauth)
 		oauth_free(ag->oauth);
 	if (ag->spool) {
@@ -524,10 +543,17 @@ int main(int argc, char **argv)
 		conf_free(ag.cfg);
 		return EXIT_CONFIG;
 	}
+	if (workers_new(ag.cfg, &ag.workers, err, sizeof(err)) != M2Z_OK) {
+		fprintf(stderr, "%s\n", err);
+		routes_free(ag.routes);
+		conf_free(ag.cfg);
+		return EXIT_CONFIG;
+	}
 	switch (mode) {
 	case MODE_CHECK:
 		conf_print(ag.cfg, stdout);
 		routes_print(ag.routes, stdout);
+		workers_print(ag.workers, stdout);
 		rc = preflight_files(ag.cfg, stderr);
 		if (rc)
 			fprintf(stderr, "%s: %d problem(s) with files the agent needs\n", cfg_path, rc);
@@ -555,6 +581,7 @@ int main(int argc, char **argv)
 		break;
 	}
 	free(owned);
+	workers_free(ag.workers);
 	routes_free(ag.routes);
 	conf_free(ag.cfg);
 	return rc;

@@ -51,6 +51,18 @@ struct mqtt_in {
 	mqtt_in_state_fn state_fn;   /* may be NULL */
 	void *state_arg;
 	atomic_int last_puback;      /* mid of the last PUBACK we got */
+	/* worker hooks (mqtt_in_add_handler / mqtt_in_on_publish), set before start */
+	struct mqtt_handler *handlers;
+	size_t n_handlers;
+	mqtt_in_pub_fn pub_fn;
+	void *pub_arg;
+};
+
+struct mqtt_handler {
+	char *filter;
+	int qos;
+	mqtt_in_msg_fn fn;
+	void *arg;
 };
 
 static void report(struct mqtt_in *mi, enum mqtt_in_event ev, const char *reason)
@@ -81,6 +93,11 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
 		char where[300];
 		snprintf(where, sizeof(where), "%s:%d", mi->conf.host, mi->conf.port);
 		report(mi, MQTT_IN_CONNECTED, where);
+	}
+	for (size_t i = 0; i < mi->n_handlers; i++) {
+		rc = mosquitto_subscribe(mosq, &mid, mi->handlers[i].filter, mi->handlers[i].qos);
+		if (rc != MOSQ_ERR_SUCCESS)
+			log_err("subscribe to '%s' failed: %s", mi->handlers[i].filter, mosquitto_strerror(rc));
 	}
 	log_info("connected to %s:%d as '%s' (clean_session=%s)", mi->conf.host, mi->conf.port,
 		 mi->conf.client_id, mi->conf.clean_session ? "true" : "false");
@@ -128,14 +145,6 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_cou
 		report(mi, MQTT_IN_SUBSCRIBED, "");
 }
 
-static void on_publish(struct mosquitto *mosq, void *obj, int mid)
-{
-	struct mqtt_in *mi = obj;
-
-	(void)mosq;
-	atomic_store(&mi->last_puback, mid);
-}
-
 static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
 {
 	struct mqtt_in *mi = obj;
@@ -157,7 +166,26 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 	struct mqtt_in *mi = obj;
 
 	(void)mosq;
+	for (size_t i = 0; i < mi->n_handlers; i++) {
+		bool match = false;
+		if (mosquitto_topic_matches_sub(mi->handlers[i].filter, m->topic, &match) == MOSQ_ERR_SUCCESS &&
+		    match) {
+			mi->handlers[i].fn(mi->handlers[i].arg, m->topic, m->payload, (size_t)m->payloadlen,
+					   m->qos, m->retain);
+			return;
+		}
+	}
 	mi->fn(mi->arg, m->topic, m->payload, (size_t)m->payloadlen, m->qos, m->retain);
+}
+
+static void on_publish(struct mosquitto *mosq, void *obj, int mid)
+{
+	struct mqtt_in *mi = obj;
+
+	(void)mosq;
+	atomic_store(&mi->last_puback, mid);
+	if (mi->pub_fn)
+		mi->pub_fn(mi->pub_arg, mid);
 }
 
 static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str)
@@ -399,6 +427,41 @@ int mqtt_in_publish(struct mqtt_in *mi, const char *topic, const void *payload, 
 	return M2Z_OK;
 }
 
+int mqtt_in_publish_mid(struct mqtt_in *mi, const char *topic, const void *payload, size_t len,
+			int qos, bool retain, int *mid)
+{
+	int rc = mosquitto_publish(mi->mosq, mid, topic, (int)len, payload, qos, retain);
+
+	if (rc != MOSQ_ERR_SUCCESS) {
+		log_warn("publish to '%s' failed: %s", topic, mosquitto_strerror(rc));
+		return M2Z_ERR_NET;
+	}
+	return M2Z_OK;
+}
+
+int mqtt_in_add_handler(struct mqtt_in *mi, const char *filter, int qos, mqtt_in_msg_fn fn, void *arg)
+{
+	struct mqtt_handler *h = realloc(mi->handlers, (mi->n_handlers + 1) * sizeof(*h));
+
+	if (!h)
+		return M2Z_ERR_NOMEM;
+	mi->handlers = h;
+	h += mi->n_handlers;
+	if (!(h->filter = strdup(filter)))
+		return M2Z_ERR_NOMEM;
+	h->qos = qos;
+	h->fn = fn;
+	h->arg = arg;
+	mi->n_handlers++;
+	return M2Z_OK;
+}
+
+void mqtt_in_on_publish(struct mqtt_in *mi, mqtt_in_pub_fn fn, void *arg)
+{
+	mi->pub_fn = fn;
+	mi->pub_arg = arg;
+}
+
 bool mqtt_in_connected(struct mqtt_in *mi)
 {
 	return atomic_load(&mi->connected);
@@ -474,6 +537,9 @@ void mqtt_in_free(struct mqtt_in *mi)
 	pthread_cond_destroy(&mi->cond);
 	pthread_mutex_destroy(&mi->mu);
 	pthread_mutex_destroy(&mi->subs_lock);
+	for (size_t i = 0; i < mi->n_handlers; i++)
+		free(mi->handlers[i].filter);
+	free(mi->handlers);
 	free(mi);
 	pthread_mutex_lock(&lib_lock);
 	if (--lib_refs == 0)

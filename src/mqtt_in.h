@@ -32,6 +32,20 @@ int mqtt_in_start(struct mqtt_in *mi);
 /* Publish (dead-letter republish). Non-blocking; 0 or M2Z_ERR_NET. */
 int mqtt_in_publish(struct mqtt_in *mi, const char *topic, const void *payload,
 		    size_t len, int qos);
+/* Publish with RETAIN; *MID (may be NULL) gets the message id that
+ * mqtt_in_on_publish's callback reports. Non-blocking; 0 or M2Z_ERR_NET
+ * (not connected, bad topic). */
+int mqtt_in_publish_mid(struct mqtt_in *mi, const char *topic, const void *payload,
+			size_t len, int qos, bool retain, int *mid);
+/* Called on libmosquitto's thread when a publish is done: QoS 0 sent,
+ * QoS 1 PUBACK, QoS 2 PUBCOMP received. Note it may run before
+ * mqtt_in_publish_mid() returned MID to the publisher: callers that map
+ * mids hold their own lock across the publish. */
+typedef void (*mqtt_in_pub_fn)(void *arg, int mid);
+/* Before mqtt_in_start(): messages matching FILTER go to FN (not to the
+ * message callback); FILTER is subscribed with QOS on every connect. */
+int mqtt_in_add_handler(struct mqtt_in *mi, const char *filter, int qos, mqtt_in_msg_fn fn, void *arg);
+void mqtt_in_on_publish(struct mqtt_in *mi, mqtt_in_pub_fn fn, void *arg);
 bool mqtt_in_connected(struct mqtt_in *mi);
 
 /* ---- operability hooks (status topic, peer state) ------------------------ */

@@ -892,3 +892,95 @@ void routes_print(const struct routes *rt, FILE *f)
 			fprintf(f, "  + %s = %s\n", cr->var_names[v], cr->var_templates[v]);
 	}
 }
+
+/* ---- templates over a JSON document (the job worker) ------------------------------ */
+
+struct doc_tmpl {
+	struct tmpl t;
+};
+
+int doc_tmpl_new(const char *field, const char *src, struct doc_tmpl **out, char *why_, size_t whylen)
+{
+	struct doc_tmpl *d = calloc(1, sizeof(*d));
+	int rc;
+
+	if (!d) {
+		snprintf(why_, whylen, "out of memory");
+		return M2Z_ERR_NOMEM;
+	}
+	rc = tmpl_compile(&d->t, field, src, why_, whylen);
+	for (size_t i = 0; rc == M2Z_OK && i < d->t.n; i++) {
+		if (d->t.segs[i].kind != SEG_LIT && d->t.segs[i].kind != SEG_PTR) {
+			snprintf(why_, whylen, "only {/json/pointer} expressions are allowed here, got {%.*s}",
+				 (int)d->t.segs[i].len, d->t.segs[i].text);
+			rc = M2Z_ERR_CONFIG;
+		}
+	}
+	if (rc) {
+		doc_tmpl_free(d);
+		return rc;
+	}
+	*out = d;
+	return M2Z_OK;
+}
+
+void doc_tmpl_free(struct doc_tmpl *d)
+{
+	if (!d)
+		return;
+	tmpl_free(&d->t);
+	free(d);
+}
+
+size_t doc_tmpl_prefix(const struct doc_tmpl *d, const char **lit)
+{
+	if (d->t.n == 0 || d->t.segs[0].kind != SEG_LIT) {
+		*lit = "";
+		return 0;
+	}
+	*lit = d->t.segs[0].text;
+	return d->t.segs[0].len;
+}
+
+bool doc_tmpl_single_ptr(const struct doc_tmpl *d)
+{
+	return d->t.single_ptr;
+}
+
+/* A value put into one topic level: non-empty, no level separator and no
+ * wildcard (a variable must not be able to widen where we publish). */
+static bool level_value_ok(const char *s, size_t n)
+{
+	return n > 0 && !memchr(s, '/', n) && !memchr(s, '+', n) && !memchr(s, '#', n) &&
+	       !memchr(s, '\0', n);
+}
+
+int doc_tmpl_render(const struct doc_tmpl *d, void *root, unsigned flags, struct render_buf *rb,
+		    struct buf *out, char *reason, size_t reasonlen)
+{
+	struct rctx x = {
+		.topic = "", .payload = "", .utf8 = 1, .parsed = true, .root = root,
+		.rb = rb, .reason = reason, .reasonlen = reasonlen,
+	};
+	const struct tmpl *t = &d->t;
+	int rc;
+
+	if ((rc = buf_reserve(out, 0)))
+		return rc;
+	buf_reset(out);
+	for (size_t i = 0; i < t->n; i++) {
+		size_t at = out->len;
+		if ((rc = render_seg(&x, t, &t->segs[i], out))) {
+			if (rc == M2Z_ERR_NOMEM)
+				why(&x, rc, t->field, "out of memory");
+			return rc;
+		}
+		if ((flags & DOC_TMPL_TOPIC) && t->segs[i].kind != SEG_LIT &&
+		    !level_value_ok(out->p + at, out->len - at))
+			return why(&x, M2Z_ERR_INVAL, t->field,
+				   "{%.*s} gave '%.*s': a value in a topic must be non-empty and "
+				   "free of '/', '+' and '#'", (int)t->segs[i].len, t->segs[i].text,
+				   (int)(out->len - at > 64 ? 64 : out->len - at), out->p + at);
+	}
+	return M2Z_OK;
+}

@@ -113,4 +113,29 @@ int routes_render(const struct routes *rt, size_t i, const char *topic,
  * NULL. */
 void *json_pointer_get(void *root, const char *ptr, size_t ptrlen);
 
+/* ---- templates over one JSON document (the job worker) -------------------
+ * The same syntax with only literals and {/ptr} (with |default) allowed;
+ * the pointer goes into a caller-made cJSON document. */
+struct doc_tmpl;
+
+/* Compile SRC; FIELD names it in reasons ("topic", "payload"). On error
+ * WHY says what was expected. *out owned by the caller (doc_tmpl_free). */
+int doc_tmpl_new(const char *field, const char *src, struct doc_tmpl **out, char *why, size_t whylen);
+void doc_tmpl_free(struct doc_tmpl *d);
+
+/* The literal text before the first expression (borrowed from D). */
+size_t doc_tmpl_prefix(const struct doc_tmpl *d, const char **lit);
+/* True when the template is exactly one {/ptr}. */
+bool doc_tmpl_single_ptr(const struct doc_tmpl *d);
+
+/* Each substituted value must be a safe topic level part: non-empty and
+ * free of '/', '+', '#' (else M2Z_ERR_INVAL with the reason). */
+#define DOC_TMPL_TOPIC 1u
+
+/* Render D over ROOT (a cJSON *) into OUT (reset first). RB is scratch.
+ * Returns 0 or M2Z_ERR_NOT_FOUND / M2Z_ERR_INVAL / M2Z_ERR_NOMEM with
+ * REASON set ("topic: JSON pointer /variables/x not found in payload"). */
+int doc_tmpl_render(const struct doc_tmpl *d, void *root, unsigned flags, struct render_buf *rb,
+		    struct buf *out, char *reason, size_t reasonlen);
+
 #endif

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "oauth.h"
 #include "redact.h"
+#include "zeebe_internal.h"
 
 #define SYSTEM_ROOTS "/etc/ssl/certs/ca-certificates.crt"
 #define AUTH_MAX (OAUTH_MAX_HEADER + 1)
@@ -268,6 +269,31 @@ static int attach_token(struct zeebe *zb, struct zcall *c)
 	return M2Z_OK;
 }
 
+int zeebe_token_metadata(struct zeebe *zb, grpc_metadata *md, uint64_t *gen)
+{
+	struct zcall c = { 0 };
+	int rc = attach_token(zb, &c);
+
+	*md = c.md;
+	*gen = c.token_gen;
+	return rc;
+}
+
+grpc_channel *zeebe_channel(struct zeebe *zb)
+{
+	return zb->channel;
+}
+
+bool zeebe_closed(struct zeebe *zb)
+{
+	bool closed;
+
+	pthread_mutex_lock(&zb->lock);
+	closed = zb->closed;
+	pthread_mutex_unlock(&zb->lock);
+	return closed;
+}
+
 static int start_call(struct zeebe *zb, struct zcall *c)
 {
 	grpc_op ops[6];
@@ -298,6 +324,12 @@ static int start_call(struct zeebe *zb, struct zcall *c)
 
 int zeebe_publish(struct zeebe *zb, const void *req, size_t len, zeebe_done_fn done, void *arg)
 {
+	return zeebe_call_unary(zb, "/gateway_protocol.Gateway/PublishMessage", req, len, done, arg);
+}
+
+int zeebe_call_unary(struct zeebe *zb, const char *method, const void *req, size_t len,
+		     zeebe_done_fn done, void *arg)
+{
 	struct zcall *c = calloc(1, sizeof(*c));
 	grpc_slice s;
 	int rc;
@@ -326,7 +358,8 @@ int zeebe_publish(struct zeebe *zb, const void *req, size_t len, zeebe_done_fn d
 		return M2Z_ERR_CLOSED;
 	}
 	c->call = grpc_channel_create_call(zb->channel, NULL, GRPC_PROPAGATE_DEFAULTS, zb->cq,
-					   zb->method, NULL, deadline_after(zb->deadline_ms), NULL);
+					   grpc_slice_from_static_string(method), NULL,
+					   deadline_after(zb->deadline_ms), NULL);
 	c->next = zb->live;
 	if (zb->live)
 		zb->live->prev = c;

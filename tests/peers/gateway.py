@@ -101,11 +101,16 @@ class StandInGateway:
         self.on_publish = None       # callback(record) for the demo CLI
         self.reject_tokens = False
         self.echo_auth = False
+        self._jobs = {}              # key -> job dict (see create_job)
+        # Partition 4's keys start at 2^53: not exact as a double, so the
+        # agent must carry job keys as int64 all the way.
+        self._job_key = (4 << 51) + 1
 
     # ------------------------------------------------------------ control
-    def fail_next(self, code, n=1, details=None):
+    def fail_next(self, code, n=1, details=None, method=None):
+        """Fail the next N calls (of METHOD only, when given) with CODE."""
         with self._lock:
-            self._fail.append([_code(code), n, details])
+            self._fail.append([_code(code), n, details, method])
 
     def fail_every(self, n, code="RESOURCE_EXHAUSTED"):
         with self._lock:
@@ -147,6 +152,191 @@ class StandInGateway:
                                        % (len(rs), method, timeout))
                 self._lock.wait(min(left, 0.2))
 
+    # ------------------------------------------------------------ jobs
+    # Zeebe's job life cycle, as far as a worker sees it: ACTIVATABLE ->
+    # ACTIVATED (locked until deadline; after it the job is ACTIVATABLE
+    # again and the old holder gets NOT_FOUND) -> COMPLETED / FAILED
+    # (retries > 0: ACTIVATABLE after the back-off; 0: INCIDENT) /
+    # ERROR_THROWN.
+    def create_job(self, type, variables=None, headers=None, retries=3, bpmn_process_id="process",
+                   element_id="task", tenant_id="<default>"):
+        with self._lock:
+            key = self._job_key
+            self._job_key += 1
+            self._jobs[key] = dict(key=key, type=type, variables=dict(variables or {}),
+                                   headers=dict(headers or {}), retries=retries,
+                                   bpmnProcessId=bpmn_process_id, elementId=element_id,
+                                   tenantId=tenant_id, processInstanceKey=key + 1000000,
+                                   state="ACTIVATABLE", deadline=0.0, not_before=0.0,
+                                   activations=0, worker="", history=[])
+            self._lock.notify_all()
+            return key
+
+    def job(self, key):
+        with self._lock:
+            self._expire()
+            j = self._jobs[key]
+            return dict(j, variables=dict(j["variables"]), history=list(j["history"]))
+
+    def wait_job(self, key, pred, timeout=10.0):
+        """Wait until PRED(job) is true; returns the job, raises on timeout."""
+        end = time.monotonic() + timeout
+        while True:
+            j = self.job(key)
+            if pred(j):
+                return j
+            if time.monotonic() >= end:
+                raise TimeoutError("gateway: job %d is %s (%s) after %.1fs"
+                                   % (key, j["state"], j["history"], timeout))
+            with self._lock:
+                self._lock.wait(0.1)
+
+    def _expire(self):
+        now = time.monotonic()
+        for j in self._jobs.values():
+            if j["state"] == "ACTIVATED" and now >= j["deadline"]:
+                j["state"] = "ACTIVATABLE"
+                j["history"].append("TIMED_OUT")
+
+    def _activatable(self, req):
+        self._expire()
+        now = time.monotonic()
+        tenants = list(req.tenantIds) or ["<default>"]
+        return [j for j in self._jobs.values()
+                if j["type"] == req.type and j["state"] == "ACTIVATABLE" and j["retries"] > 0
+                and j["not_before"] <= now and j["tenantId"] in tenants]
+
+    def _activate_job(self, j, req):
+        pb = self.pb
+        j["state"] = "ACTIVATED"
+        j["deadline"] = time.monotonic() + req.timeout / 1000.0
+        j["activations"] += 1
+        j["worker"] = req.worker
+        j["history"].append("ACTIVATED")
+        names = list(req.fetchVariable)
+        variables = {k: v for k, v in j["variables"].items() if not names or k in names}
+        return pb.ActivatedJob(key=j["key"], type=j["type"], processInstanceKey=j["processInstanceKey"],
+                               bpmnProcessId=j["bpmnProcessId"], processDefinitionVersion=1,
+                               processDefinitionKey=2251799813685200, elementId=j["elementId"],
+                               elementInstanceKey=j["key"] + 2000000,
+                               customHeaders=json.dumps(j["headers"]), worker=req.worker,
+                               retries=j["retries"], deadline=int(time.time() * 1000 + req.timeout),
+                               variables=json.dumps(variables), tenantId=j["tenantId"])
+
+    def _activate(self, req, context):
+        why = self._auth(context)
+        fields = {"type": req.type, "worker": req.worker, "timeout": req.timeout,
+                  "maxJobsToActivate": req.maxJobsToActivate, "requestTimeout": req.requestTimeout,
+                  "fetchVariable": list(req.fetchVariable), "tenantIds": list(req.tenantIds)}
+        if why:
+            self._record("ActivateJobs", fields, context, "UNAUTHENTICATED", why)
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
+        inj = self._injected("ActivateJobs")
+        if inj:
+            self._record("ActivateJobs", fields, context, inj[0].name, inj[1])
+            context.abort(inj[0], inj[1])
+        if req.maxJobsToActivate < 1:
+            self._record("ActivateJobs", fields, context, "INVALID_ARGUMENT")
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          "Expected to activate at least 1 job, but the requested amount was %d"
+                          % req.maxJobsToActivate)
+        # Long polling: hold the call until jobs come or requestTimeout ends
+        # (0 = the gateway's default, 10 s; negative = answer at once).
+        wait = 10.0 if req.requestTimeout == 0 else max(req.requestTimeout, 0) / 1000.0
+        end = time.monotonic() + wait
+        gone = threading.Event()    # the client cancelled: activate nothing
+
+        def on_done():
+            gone.set()
+            with self._lock:
+                self._lock.notify_all()
+        context.add_callback(on_done)
+        with self._lock:
+            while True:
+                if gone.is_set() or not context.is_active():
+                    ready = []
+                    break
+                ready = self._activatable(req)
+                if ready or time.monotonic() >= end:
+                    break
+                self._lock.wait(min(0.05, max(end - time.monotonic(), 0.001)))
+            jobs = [self._activate_job(j, req) for j in ready[:req.maxJobsToActivate]]
+            self._lock.notify_all()
+        self._record("ActivateJobs", dict(fields, jobs=[j.key for j in jobs]), context, "OK")
+        if jobs:
+            yield self.pb.ActivateJobsResponse(jobs=jobs)
+
+    def _job_command(self, method, verb, req, context, apply):
+        why = self._auth(context)
+        fields = {f.name: getattr(req, f.name) for f in req.DESCRIPTOR.fields}
+        if why:
+            self._record(method, fields, context, "UNAUTHENTICATED", why)
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, why)
+        inj = self._injected(method)
+        if inj:
+            self._record(method, fields, context, inj[0].name, inj[1])
+            context.abort(inj[0], inj[1])
+        with self._lock:
+            self._expire()
+            j = self._jobs.get(req.jobKey)
+            if j is None or j["state"] != "ACTIVATED":
+                status, details = grpc.StatusCode.NOT_FOUND, (
+                    "Command '%s' rejected with code 'NOT_FOUND': Expected to %s job with key "
+                    "'%d', but no such job was found" % (verb.upper(), verb, req.jobKey))
+            else:
+                status, details = apply(j)
+            if status == grpc.StatusCode.OK:
+                j["history"].append(method)
+            self._lock.notify_all()
+        self._record(method, fields, context, status.name, details)
+        if status != grpc.StatusCode.OK:
+            context.abort(status, details)
+
+    def _variables_ok(self, text):
+        if not text:
+            return {}
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def _complete(self, req, context):
+        def apply(j):
+            doc = self._variables_ok(req.variables)
+            if doc is None:
+                return (grpc.StatusCode.INVALID_ARGUMENT, "Property 'variables' is invalid: Expected "
+                        "document to be a root level object")
+            j["variables"].update(doc)
+            j["state"] = "COMPLETED"
+            return grpc.StatusCode.OK, ""
+        self._job_command("CompleteJob", "complete", req, context, apply)
+        return self.pb.CompleteJobResponse()
+
+    def _fail_job(self, req, context):
+        def apply(j):
+            j["retries"] = req.retries
+            j["error"] = req.errorMessage
+            if req.retries > 0:
+                j["state"] = "ACTIVATABLE"
+                j["not_before"] = time.monotonic() + req.retryBackOff / 1000.0
+            else:
+                j["state"] = "INCIDENT"
+            return grpc.StatusCode.OK, ""
+        self._job_command("FailJob", "fail", req, context, apply)
+        return self.pb.FailJobResponse()
+
+    def _throw(self, req, context):
+        def apply(j):
+            if not req.errorCode:
+                return grpc.StatusCode.INVALID_ARGUMENT, "Expected an error code, but it was empty"
+            j["state"] = "ERROR_THROWN"
+            j["errorCode"] = req.errorCode
+            j["error"] = req.errorMessage
+            return grpc.StatusCode.OK, ""
+        self._job_command("ThrowError", "throw an error for", req, context, apply)
+        return self.pb.ThrowErrorResponse()
+
     # ------------------------------------------------------------ serving
     def _record(self, method, fields, context, status, details=""):
         rec = dict(fields)
@@ -160,18 +350,20 @@ class StandInGateway:
             self.on_publish(rec)
         return rec
 
-    def _injected(self):
+    def _injected(self, method=None):
         with self._lock:
             if self._unavailable:
                 return grpc.StatusCode.UNAVAILABLE, "no leader for partition (stand-in is down)"
             self._calls += 1
-            if self._fail:
-                f = self._fail[0]
+            fails = [f for f in self._fail if f[3] is None or f[3] == method]
+            if fails:
+                f = fails[0]
                 f[1] -= 1
                 if f[1] <= 0:
-                    self._fail.pop(0)
+                    self._fail.remove(f)
                 return f[0], f[2] or "injected %s" % f[0].name
-            if self._fail_every and self._calls % self._fail_every[0] == 0:
+            if (self._fail_every and method == "PublishMessage"
+                    and self._calls % self._fail_every[0] == 0):
                 code = self._fail_every[1]
                 if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
                     return code, "Reached maximum capacity of requests handled"
@@ -236,7 +428,7 @@ class StandInGateway:
         why = self._auth(context)
         if why:
             return grpc.StatusCode.UNAUTHENTICATED, why
-        inj = self._injected()
+        inj = self._injected("PublishMessage")
         if inj:
             return inj
         if req.variables:
@@ -294,6 +486,12 @@ class StandInGateway:
                 fn, request_deserializer=req_cls.FromString,
                 response_serializer=lambda m: m.SerializeToString())
         handlers = {
+            "ActivateJobs": grpc.unary_stream_rpc_method_handler(
+                self._activate, request_deserializer=pb.ActivateJobsRequest.FromString,
+                response_serializer=lambda m: m.SerializeToString()),
+            "CompleteJob": h(self._complete, pb.CompleteJobRequest),
+            "FailJob": h(self._fail_job, pb.FailJobRequest),
+            "ThrowError": h(self._throw, pb.ThrowErrorRequest),
             "PublishMessage": h(self._publish, pb.PublishMessageRequest),
             "Topology": h(self._topology, pb.TopologyRequest),
             "BroadcastSignal": h(self._simple("BroadcastSignal", pb.BroadcastSignalResponse),

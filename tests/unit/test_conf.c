@@ -244,7 +244,7 @@ static void test_error_unknown(void **state)
 		   "password, keepalive, clean_session, tls, ca_file, cert_file, key_file, tls_insecure, "
 		   "reconnect_min, reconnect_max, shared_group)");
 	expect_err("\n[mqqt]\nhost = h\n" ROUTE,
-		   "t.ini:2: unknown section [mqqt] (expected one of: zeebe, oauth, mqtt, spool, forward, log, status, metrics, route NAME)");
+		   "t.ini:2: unknown section [mqqt] (expected one of: zeebe, oauth, mqtt, spool, forward, log, status, metrics, route NAME, worker NAME)");
 	expect_prefix(ROUTE "colour = red\n", "t.ini:5: unknown key 'colour' in [route r] (expected one of: topic, qos,");
 	expect_prefix("host = x\n" ROUTE, "t.ini:1: key 'host' outside any section");
 	expect_err("[zeebe]\njust words\n" ROUTE, "t.ini:2: expected key = value, a [section] or a comment");
@@ -284,7 +284,7 @@ static void test_error_missing_and_duplicates(void **state)
 	expect_err("[zeebe]\n\n[route pump]\nmessage_name = m\ncorrelation_key = k\n", "t.ini:3: [route pump] needs topic");
 	expect_err("[route pump]\ntopic = t\ncorrelation_key = k\n", "t.ini:1: [route pump] needs message_name");
 	expect_err("[route pump]\ntopic = t\nmessage_name = k\n", "t.ini:1: [route pump] needs correlation_key");
-	expect_err("[zeebe]\naddress = a:1\n", "t.ini: no [route NAME] section: nothing to forward");
+	expect_err("[zeebe]\naddress = a:1\n", "t.ini: no [route NAME] or [worker NAME] section: nothing to do");
 	expect_err("[mqtt]\nhost = a\n\nhost = b\n" ROUTE, "t.ini:4: [mqtt] host set twice (first at line 2)");
 	expect_err("[mqtt]\nhost = a\n[zeebe]\n[mqtt]\nhost = b\n" ROUTE, "t.ini:5: [mqtt] host set twice (first at line 2)");
 	expect_err(ROUTE "topic = b\n", "t.ini:5: [route r] topic set twice (first at line 2)");
