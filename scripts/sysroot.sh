@@ -46,9 +46,18 @@ mirror=()
 if [ -n "${M2Z_MIRROR:-}" ]; then
 	mirror=("$M2Z_MIRROR")
 else
+	srcs=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Created-By: Packages' | sort -u)
 	while read -r uri rel comp; do
 		case $rel in "$suite"|"$suite"-*) mirror+=("deb $uri $rel $comp") ;; esac
-	done < <(apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Created-By: Packages' | sort -u)
+	done <<<"$srcs"
+	# Another release than the host's (riscv64 is a release architecture
+	# only from trixie on): the same Debian mirrors, with the suite renamed.
+	if [ ${#mirror[@]} -eq 0 ]; then
+		host=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
+		while read -r uri rel comp; do
+			case $rel in "$host"|"$host"-*) mirror+=("deb $uri $suite${rel#"$host"} $comp") ;; esac
+		done <<<"$srcs"
+	fi
 fi
 [ ${#mirror[@]} -gt 0 ] || echo "sysroot: no host apt source for $suite; using mmdebstrap's default mirror" >&2
 
