@@ -14,7 +14,9 @@ pkgs=(
 )
 if [ "${1:-}" = "--cross" ]; then
 	# g++-*: libstdc++.a for STATIC=1 (gRPC core is C++ inside).
-	pkgs+=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf g++-aarch64-linux-gnu g++-arm-linux-gnueabihf qemu-user mmdebstrap)
+	pkgs+=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf g++-aarch64-linux-gnu g++-arm-linux-gnueabihf
+		gcc-arm-linux-gnueabi g++-arm-linux-gnueabi gcc-riscv64-linux-gnu g++-riscv64-linux-gnu
+		qemu-user mmdebstrap)
 fi
 
 missing=()

@@ -77,18 +77,26 @@ run_mmdebstrap() {
 }
 degraded=
 if ! run_mmdebstrap ${mirror[@]+"${mirror[@]}"}; then
-	# Seen here: a caching proxy serving a stale bookworm-security
-	# Packages index for one architecture ("File has unexpected size...
-	# Mirror sync in progress?"). Fall back to the release + updates so the
-	# build is not blocked, and say so loudly.
-	rest=()
-	for m in ${mirror[@]+"${mirror[@]}"}; do
-		case $m in *"$suite"-security*) ;; *) rest+=("$m") ;; esac
+	# Seen here: a caching proxy serving a stale Packages index of
+	# $suite-security or $suite-updates for one architecture ("File has
+	# unexpected size... Mirror sync in progress?"). Fall back to fewer
+	# suites (without -security, then the release alone) so the build is
+	# not blocked, and say so loudly.
+	ok=
+	for drop in "$suite-security" "$suite-"; do
+		rest=()
+		for m in ${mirror[@]+"${mirror[@]}"}; do
+			case $m in *" $drop"*) ;; *) rest+=("$m") ;; esac
+		done
+		[ ${#rest[@]} -gt 0 ] && [ ${#rest[@]} -lt ${#mirror[@]} ] || continue
+		echo "sysroot: WARNING: retrying with only: ${rest[*]}" >&2
+		if run_mmdebstrap "${rest[@]}"; then
+			ok=1
+			degraded="from ${rest[*]} only (other indexes could not be fetched): it may lack updates"
+			break
+		fi
 	done
-	[ ${#rest[@]} -gt 0 ] && [ ${#rest[@]} -lt ${#mirror[@]} ] || exit 1
-	echo "sysroot: WARNING: retrying without $suite-security: this sysroot lacks security updates" >&2
-	run_mmdebstrap "${rest[@]}"
-	degraded="without $suite-security (its index could not be fetched)"
+	[ -n "$ok" ] || exit 1
 fi
 
 # Absolute symlinks (usr/lib/<triplet>/libz.so -> /lib/<triplet>/libz.so.1)
@@ -102,6 +110,13 @@ while IFS= read -r -d '' link; do
 	ln -sfn "$rel" "$link"
 	fixed=$((fixed + 1))
 done < <(find "$dir.new/usr" "$dir.new/lib" -type l -lname '/*' -print0 2>/dev/null)
+
+# Merged /usr (trixie on): the files are only under usr/, but libc.so and
+# the ELF interpreter path name /lib/...; extract does not run base-files'
+# set-up that makes /lib -> usr/lib, so make those links here.
+for d in lib lib64 bin sbin; do
+	[ -e "$dir.new/$d" ] || [ ! -d "$dir.new/usr/$d" ] || ln -s "usr/$d" "$dir.new/$d"
+done
 
 # Device nodes and apt state are not wanted in a sysroot.
 rm -rf "$dir.new/dev" "$dir.new/var/cache/apt" "$dir.new/var/lib/apt/lists"
