@@ -29,7 +29,7 @@ pkgs=(
 	libinih-dev libcjson-dev libcmocka-dev libssl-dev
 )
 
-key="v2 arch=$arch suite=$suite mirror=${M2Z_MIRROR:-default} pkgs=${pkgs[*]}"
+key="v4 arch=$arch suite=$suite mirror=${M2Z_MIRROR:-default} pkgs=${pkgs[*]}"
 stamp="$dir/.m2z-sysroot"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key" ]; then
 	echo "sysroot: $dir up to date ($arch, $suite)"
@@ -73,7 +73,8 @@ echo "sysroot: creating $dir for $arch from $suite (mmdebstrap --variant=extract
 run_mmdebstrap() {
 	rm -rf "$dir.new"
 	mmdebstrap --quiet --mode="$mode" --variant=extract --architectures="$arch" \
-		--include="$inc" "$suite" "$dir.new" "$@"
+		--include="$inc" --extract-hook='mkdir -p "$1/.debs" && cp "$1"/var/cache/apt/archives/*.deb "$1/.debs/"' \
+		"$suite" "$dir.new" "$@"
 }
 degraded=
 if ! run_mmdebstrap ${mirror[@]+"${mirror[@]}"}; then
@@ -117,6 +118,19 @@ done < <(find "$dir.new/usr" "$dir.new/lib" -type l -lname '/*' -print0 2>/dev/n
 for d in lib lib64 bin sbin; do
 	[ -e "$dir.new/$d" ] || [ ! -d "$dir.new/usr/$d" ] || ln -s "usr/$d" "$dir.new/$d"
 done
+
+# extract runs no dpkg, so the sysroot has no package database for
+# dpkg-shlibdeps (make deb: Depends: from the libraries actually linked).
+# It also looks for symbols/shlibs files in the DEBIAN/ directory of the tree
+# a library sits in: gather every package's into DIR/DEBIAN/.
+mkdir -p "$dir.new/DEBIAN" "$dir.new/.debs/ctrl"
+for deb in "$dir.new"/.debs/*.deb; do
+	rm -rf "$dir.new/.debs/ctrl" && dpkg-deb -e "$deb" "$dir.new/.debs/ctrl"
+	for f in shlibs symbols; do
+		[ ! -f "$dir.new/.debs/ctrl/$f" ] || cat "$dir.new/.debs/ctrl/$f" >> "$dir.new/DEBIAN/$f"
+	done
+done
+rm -rf "$dir.new/.debs"
 
 # Device nodes and apt state are not wanted in a sysroot.
 rm -rf "$dir.new/dev" "$dir.new/var/cache/apt" "$dir.new/var/lib/apt/lists"
