@@ -86,7 +86,7 @@ BIN := $(BUILD)/mqtt2zeebe
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all test check unit integration deps demo install clean bench asan sizes test-qemu man deb
+.PHONY: all test check unit integration deps demo install clean bench asan sizes test-qemu man deb test-deb
 all: $(BIN)
 
 $(BUILD)/gen/gateway.pb-c.c $(BUILD)/gen/gateway.pb-c.h: proto/gateway.proto
@@ -224,6 +224,11 @@ deb: $(BIN)
 	$(Q)$(MAKE) -s install -o $(BIN) DESTDIR=$(abspath $(BUILD))/deb/root prefix=/usr
 	$(Q)bash packaging/deb/build.sh $(BUILD) $(VERSION) $(DEB_ARCH) '$(CROSS_COMPILE)' \
 		'$(SYSROOT)' '$(TRIPLET)' $(if $(filter 1,$(STATIC)),static)
+
+# The packages installed into fresh Debian roots (tests/package/test_deb.py):
+# arm64 under qemu, amd64 install + upgrade with its maintainer scripts.
+test-deb:
+	$(Q)/usr/bin/python3 -m pytest -q tests/package $(PYTEST_ARGS)
 
 clean:
 	rm -rf build build-*

@@ -54,18 +54,15 @@ def roff(md):
             meaning = " | ".join(cells[5:])
             out += [".TP", "\\fB%s\\fR (%s)" % (esc(key.strip("`")), esc(typ))]
             facts = []
-            if dflt and dflt != "(empty)":
-                facts.append("default %s" % esc(dflt))
-            elif dflt == "(empty)":
-                facts.append("default empty")
+            if dflt:
+                facts.append("Default: %s." % ("empty" if dflt == "(empty)" else esc(dflt)))
             if rng:
-                facts.append("range %s" % esc(rng))
+                facts.append("Range: %s." % esc(rng))
             if env:
-                facts.append("environment \\fB%s\\fR" % esc(env.strip("`")))
-            text = esc(meaning)
+                facts.append("Environment: \\fB%s\\fR." % esc(env.strip("`")))
+            out += [esc(meaning)]
             if facts:
-                text = text + ".\n" + "; ".join(facts)
-            out += [text[0].upper() + text[1:] if text[:1].isalpha() else text]
+                out += [".br", " ".join(facts)]
     out.append(END)
     return out
 

@@ -36,69 +36,16 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key" ]; then
 	exit 0
 fi
 
-command -v mmdebstrap >/dev/null || { echo "sysroot: mmdebstrap missing: run 'make deps DEPS_ARGS=--cross'" >&2; exit 1; }
-
-# The mirrors are the host's own apt sources for $suite (and $suite-updates,
-# $suite-security): those are the ones known to be reachable and consistent
-# here (mmdebstrap's built-in defaults name other hosts). M2Z_MIRROR
-# overrides with one mirror URI or a full "deb ..." line.
-mirror=()
-if [ -n "${M2Z_MIRROR:-}" ]; then
-	mirror=("$M2Z_MIRROR")
-else
-	srcs=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Created-By: Packages' | sort -u)
-	while read -r uri rel comp; do
-		case $rel in "$suite"|"$suite"-*) mirror+=("deb $uri $rel $comp") ;; esac
-	done <<<"$srcs"
-	# Another release than the host's (riscv64 is a release architecture
-	# only from trixie on): the same Debian mirrors, with the suite renamed.
-	if [ ${#mirror[@]} -eq 0 ]; then
-		host=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
-		while read -r uri rel comp; do
-			case $rel in "$host"|"$host"-*) mirror+=("deb $uri $suite${rel#"$host"} $comp") ;; esac
-		done <<<"$srcs"
-	fi
-fi
-[ ${#mirror[@]} -gt 0 ] || echo "sysroot: no host apt source for $suite; using mmdebstrap's default mirror" >&2
-
-# unshare mode needs user namespaces; as root, root mode needs nothing.
-mode=auto
-[ "$(id -u)" -eq 0 ] && mode=root
-
 start=$(date +%s)
-rm -rf "$dir.new"
 mkdir -p "$(dirname "$dir")"
 inc=$(IFS=,; echo "${pkgs[*]}")
 echo "sysroot: creating $dir for $arch from $suite (mmdebstrap --variant=extract)"
-run_mmdebstrap() {
-	rm -rf "$dir.new"
-	mmdebstrap --quiet --mode="$mode" --variant=extract --architectures="$arch" \
-		--include="$inc" --extract-hook='mkdir -p "$1/.debs" && cp "$1"/var/cache/apt/archives/*.deb "$1/.debs/"' \
-		"$suite" "$dir.new" "$@"
-}
-degraded=
-if ! run_mmdebstrap ${mirror[@]+"${mirror[@]}"}; then
-	# Seen here: a caching proxy serving a stale Packages index of
-	# $suite-security or $suite-updates for one architecture ("File has
-	# unexpected size... Mirror sync in progress?"). Fall back to fewer
-	# suites (without -security, then the release alone) so the build is
-	# not blocked, and say so loudly.
-	ok=
-	for drop in "$suite-security" "$suite-"; do
-		rest=()
-		for m in ${mirror[@]+"${mirror[@]}"}; do
-			case $m in *" $drop"*) ;; *) rest+=("$m") ;; esac
-		done
-		[ ${#rest[@]} -gt 0 ] && [ ${#rest[@]} -lt ${#mirror[@]} ] || continue
-		echo "sysroot: WARNING: retrying with only: ${rest[*]}" >&2
-		if run_mmdebstrap "${rest[@]}"; then
-			ok=1
-			degraded="from ${rest[*]} only (other indexes could not be fetched): it may lack updates"
-			break
-		fi
-	done
-	[ -n "$ok" ] || exit 1
-fi
+# scripts/mmdebstrap.sh: the host's mirrors, and fewer suites when an index
+# cannot be fetched (then its last line says so).
+out=$(bash "$(dirname "$0")/mmdebstrap.sh" "$suite" "$dir.new" --variant=extract --architectures="$arch" \
+	--include="$inc" --extract-hook='mkdir -p "$1/.debs" && cp "$1"/var/cache/apt/archives/*.deb "$1/.debs/"')
+[ -z "$out" ] || echo "$out"
+degraded=$(echo "$out" | sed -n 's/^degraded: //p')
 
 # Absolute symlinks (usr/lib/<triplet>/libz.so -> /lib/<triplet>/libz.so.1)
 # would resolve against the HOST when the linker opens them, so rewrite them

@@ -34,7 +34,9 @@ printf '%s (%s) unstable; urgency=medium\n\n  * Release %s (see README.md).\n\n 
 gzip -9n -c "$work/debian/changelog" > "$doc/changelog.gz"
 find "$root/usr/share/man" -type f ! -name '*.gz' -exec gzip -9n {} +
 install -d "$root/usr/share/lintian/overrides"
-sed "s/@PKG@/$pkg/" "$here/lintian-overrides" > "$root/usr/share/lintian/overrides/$pkg"
+overrides=("$here/lintian-overrides")
+[ "$pkg" = mqtt2zeebe ] || overrides+=("$here/lintian-overrides.static")
+cat "${overrides[@]}" | sed "s/@PKG@/$pkg/" > "$root/usr/share/lintian/overrides/$pkg"
 chmod 0644 "$root/usr/share/lintian/overrides/$pkg"
 
 for s in postinst prerm postrm; do install -m 0755 "$here/$s" "$root/DEBIAN/$s"; done
