@@ -6,6 +6,8 @@
 #   make deps                 apt-get the Debian packages we build/test with
 #   make demo                 local broker + stand-in gateway + token endpoint + agent
 #   make install              DESTDIR/prefix honoured
+#   make deb                  Debian package (TOOLCHAIN=..., STATIC=1); make test-deb
+#   make man                  regenerate man/mqtt2zeebe.ini.5's KEYS from src/conf.c
 #   make bench                benchmark (see bench/)
 #   make TOOLCHAIN=aarch64-linux-gnu   cross build (see toolchains/)
 # Variables honoured: CC CFLAGS LDFLAGS PKG_CONFIG CROSS_COMPILE prefix DESTDIR V=1
@@ -167,7 +169,7 @@ deps:
 demo: $(BIN)
 	bash scripts/demo.sh $(abspath $(BIN))
 
-# Stripped sizes: x86_64/aarch64/armhf x dynamic/static (README.md, "Sizes").
+# Stripped sizes: x86_64/aarch64/armhf/armel x dynamic/static, riscv64 dynamic (README.md, "Sizes").
 sizes:
 	bash scripts/sizes.sh
 
