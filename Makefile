@@ -220,8 +220,11 @@ man: $(BUILD)/tests/conf_reference
 # A .deb for the target (TOOLCHAIN=aarch64-linux-gnu etc.; STATIC=1 gives
 # mqtt2zeebe-static with no library dependencies) from the install rule
 # above, with dpkg-shlibdeps/dpkg-gencontrol/dpkg-deb (packaging/deb/).
-DEB_ARCH ?= $(shell dpkg --print-architecture)
+# TOOLCHAIN=generic: set DEB_ARCH (and use STATIC=1 unless the sysroot has
+# the DEBIAN/shlibs and symbols files scripts/sysroot.sh gathers).
+DEB_ARCH ?= $(if $(TOOLCHAIN),,$(shell dpkg --print-architecture))
 deb: $(BIN)
+	$(Q)[ -n "$(DEB_ARCH)" ] || { echo "make deb: set DEB_ARCH (the Debian architecture) for TOOLCHAIN=$(TOOLCHAIN)" >&2; exit 2; }
 	$(Q)rm -rf $(BUILD)/deb/root
 	$(Q)$(MAKE) -s install -o $(BIN) DESTDIR=$(abspath $(BUILD))/deb/root prefix=/usr
 	$(Q)bash packaging/deb/build.sh $(BUILD) $(VERSION) $(DEB_ARCH) '$(CROSS_COMPILE)' \
