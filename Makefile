@@ -6,6 +6,8 @@
 #   make deps                 apt-get the Debian packages we build/test with
 #   make demo                 local broker + stand-in gateway + token endpoint + agent
 #   make install              DESTDIR/prefix honoured
+#   make deb                  Debian package (TOOLCHAIN=..., STATIC=1); make test-deb
+#   make man                  regenerate man/mqtt2zeebe.ini.5's KEYS from src/conf.c
 #   make bench                benchmark (see bench/)
 #   make TOOLCHAIN=aarch64-linux-gnu   cross build (see toolchains/)
 # Variables honoured: CC CFLAGS LDFLAGS PKG_CONFIG CROSS_COMPILE prefix DESTDIR V=1
@@ -29,6 +31,7 @@ sysconfdir ?= /etc
 localstatedir ?= /var
 unitdir ?= /lib/systemd/system
 sysusersdir ?= /usr/lib/sysusers.d
+mandir ?= $(prefix)/share/man
 
 ifeq ($(SANITIZE),1)
 BUILD ?= build-asan
@@ -88,7 +91,7 @@ BIN := $(BUILD)/mqtt2zeebe
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all test check unit integration deps demo install clean bench asan sizes test-qemu
+.PHONY: all test check unit integration deps demo install clean bench asan sizes test-qemu man deb test-deb
 all: $(BIN)
 
 $(BUILD)/gen/gateway.pb-c.c $(BUILD)/gen/gateway.pb-c.h: proto/gateway.proto
@@ -130,6 +133,12 @@ $(BUILD)/tests/oauth_probe: tests/tools/oauth_probe.c $(LIB)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
+# Prints conf_print_reference() (make man, tests/integration/test_man.py).
+$(BUILD)/tests/conf_reference: tests/tools/conf_reference.c $(LIB)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
 -include $(OBJ:.o=.d) $(BUILD)/src/main.d
 
 unit: $(UNIT_BIN)
@@ -146,7 +155,7 @@ $(M2Z_RUN): $(BIN)
 	$(Q)printf '#!/bin/sh\nexec %s %s "$$@"\n' '$(QEMU)' '$(abspath $(BIN))' > $@ && chmod +x $@
 endif
 
-integration: $(BIN) $(M2Z_RUN) $(BUILD)/tests/oauth_probe
+integration: $(BIN) $(M2Z_RUN) $(BUILD)/tests/oauth_probe $(BUILD)/tests/conf_reference
 	$(Q)M2Z_BIN=$(abspath $(or $(M2Z_RUN),$(BIN))) M2Z_QEMU='$(QEMU)' /usr/bin/python3 -m pytest -q tests/integration $(PYTEST_ARGS)
 
 test: unit integration
@@ -163,7 +172,7 @@ deps:
 demo: $(BIN)
 	bash scripts/demo.sh $(abspath $(BIN))
 
-# Stripped sizes: x86_64/aarch64/armhf x dynamic/static (README.md, "Sizes").
+# Stripped sizes: x86_64/aarch64/armhf/armel x dynamic/static, riscv64 dynamic (README.md, "Sizes").
 sizes:
 	bash scripts/sizes.sh
 
@@ -192,12 +201,42 @@ install: $(BIN)
 		install -m 0640 conf/mqtt2zeebe.ini $(DESTDIR)$(sysconfdir)/mqtt2zeebe/mqtt2zeebe.ini
 	sed 's|@bindir@|$(bindir)|g; s|@sysconfdir@|$(sysconfdir)|g' conf/mqtt2zeebe.service > $(BUILD)/mqtt2zeebe.service
 	install -m 0644 $(BUILD)/mqtt2zeebe.service $(DESTDIR)$(unitdir)/mqtt2zeebe.service
+	[ -e $(DESTDIR)$(sysconfdir)/mqtt2zeebe/env ] || \
+		install -m 0600 conf/mqtt2zeebe.env $(DESTDIR)$(sysconfdir)/mqtt2zeebe/env
 	install -m 0644 conf/mqtt2zeebe.sysusers $(DESTDIR)$(sysusersdir)/mqtt2zeebe.conf
 	install -d -m 0700 $(DESTDIR)$(localstatedir)/lib/mqtt2zeebe
+	install -d $(DESTDIR)$(mandir)/man8 $(DESTDIR)$(mandir)/man5
+	sed 's|@VERSION@|$(VERSION)|g' man/mqtt2zeebe.8 > $(BUILD)/mqtt2zeebe.8
+	sed 's|@VERSION@|$(VERSION)|g' man/mqtt2zeebe.ini.5 > $(BUILD)/mqtt2zeebe.ini.5
+	install -m 0644 $(BUILD)/mqtt2zeebe.8 $(DESTDIR)$(mandir)/man8/mqtt2zeebe.8
+	install -m 0644 $(BUILD)/mqtt2zeebe.ini.5 $(DESTDIR)$(mandir)/man5/mqtt2zeebe.ini.5
 	if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null; then \
 		systemd-sysusers $(sysusersdir)/mqtt2zeebe.conf && \
 		chgrp mqtt2zeebe $(sysconfdir)/mqtt2zeebe $(sysconfdir)/mqtt2zeebe/mqtt2zeebe.ini && \
 		chown mqtt2zeebe:mqtt2zeebe $(localstatedir)/lib/mqtt2zeebe; fi
+
+# man/mqtt2zeebe.ini.5's KEYS section from the option table in src/conf.c
+# (committed; tests/integration/test_man.py fails when it is stale).
+man: $(BUILD)/tests/conf_reference
+	$(Q)$(TEST_WRAPPER) $(BUILD)/tests/conf_reference | /usr/bin/python3 scripts/manref.py
+
+# A .deb for the target (TOOLCHAIN=aarch64-linux-gnu etc.; STATIC=1 gives
+# mqtt2zeebe-static with no library dependencies) from the install rule
+# above, with dpkg-shlibdeps/dpkg-gencontrol/dpkg-deb (packaging/deb/).
+# TOOLCHAIN=generic: set DEB_ARCH (and use STATIC=1 unless the sysroot has
+# the DEBIAN/shlibs and symbols files scripts/sysroot.sh gathers).
+DEB_ARCH ?= $(if $(TOOLCHAIN),,$(shell dpkg --print-architecture))
+deb: $(BIN)
+	$(Q)[ -n "$(DEB_ARCH)" ] || { echo "make deb: set DEB_ARCH (the Debian architecture) for TOOLCHAIN=$(TOOLCHAIN)" >&2; exit 2; }
+	$(Q)rm -rf $(BUILD)/deb/root
+	$(Q)$(MAKE) -s install -o $(BIN) DESTDIR=$(abspath $(BUILD))/deb/root prefix=/usr
+	$(Q)bash packaging/deb/build.sh $(BUILD) $(VERSION) $(DEB_ARCH) '$(CROSS_COMPILE)' \
+		'$(SYSROOT)' '$(TRIPLET)' $(if $(filter 1,$(STATIC)),static)
+
+# The packages installed into fresh Debian roots (tests/package/test_deb.py):
+# arm64 under qemu, amd64 install + upgrade with its maintainer scripts.
+test-deb:
+	$(Q)/usr/bin/python3 -m pytest -q tests/package $(PYTEST_ARGS)
 
 clean:
 	rm -rf build build-*

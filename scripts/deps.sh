@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # Install the Debian packages mqtt2zeebe builds, tests and demos with.
-# Usage: scripts/deps.sh [--cross]   (--cross adds the ARM toolchains + qemu)
+# Usage: scripts/deps.sh [--cross]   (--cross adds the ARM/RISC-V toolchains, qemu, lintian)
 set -euo pipefail
 
 pkgs=(
 	build-essential pkg-config make
 	libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
 	libmbedtls-dev libmosquitto-dev libinih-dev libcjson-dev libmicrohttpd-dev
-	libcmocka-dev systemd
+	libcmocka-dev systemd mandoc
 	mosquitto mosquitto-clients openssl
 	python3 python3-grpcio python3-protobuf protobuf-compiler
 	python3-pytest python3-paho-mqtt python3-cryptography
 )
 if [ "${1:-}" = "--cross" ]; then
 	# g++-*: libstdc++.a for STATIC=1 (gRPC core is C++ inside).
-	pkgs+=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf g++-aarch64-linux-gnu g++-arm-linux-gnueabihf qemu-user mmdebstrap)
+	pkgs+=(gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf g++-aarch64-linux-gnu g++-arm-linux-gnueabihf
+		gcc-arm-linux-gnueabi g++-arm-linux-gnueabi gcc-riscv64-linux-gnu
+		qemu-user mmdebstrap
+		lintian)  # make deb (dpkg-dev comes with build-essential), make test-deb
 fi
 
 missing=()

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build mqtt2zeebe for x86_64, aarch64 and armhf, dynamic and STATIC=1, and
+# Build mqtt2zeebe for x86_64, aarch64, armhf, armel and riscv64, dynamic and
+# STATIC=1 (riscv64: dynamic only, see toolchains/riscv64-linux-gnu.mk), and
 # print a markdown table of the stripped sizes (README.md, "Sizes").
 # Usage: scripts/sizes.sh [make args...]        (make sizes)
 set -euo pipefail
@@ -9,8 +10,9 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 rows=()
-for tc in "" aarch64-linux-gnu arm-linux-gnueabihf; do
+for tc in "" aarch64-linux-gnu arm-linux-gnueabihf arm-linux-gnueabi riscv64-linux-gnu; do
 	for st in 0 1; do
+		[ "$tc" = riscv64-linux-gnu ] && [ $st = 1 ] && continue
 		args=(-s -j"$jobs" STATIC=$st "$@")
 		[ -n "$tc" ] && args+=(TOOLCHAIN="$tc")
 		make "${args[@]}" >/dev/null

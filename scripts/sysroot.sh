@@ -29,58 +29,23 @@ pkgs=(
 	libinih-dev libcjson-dev libcmocka-dev libssl-dev libmicrohttpd-dev
 )
 
-key="v2 arch=$arch suite=$suite mirror=${M2Z_MIRROR:-default} pkgs=${pkgs[*]}"
+key="v4 arch=$arch suite=$suite mirror=${M2Z_MIRROR:-default} pkgs=${pkgs[*]}"
 stamp="$dir/.m2z-sysroot"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key" ]; then
 	echo "sysroot: $dir up to date ($arch, $suite)"
 	exit 0
 fi
 
-command -v mmdebstrap >/dev/null || { echo "sysroot: mmdebstrap missing: run 'make deps DEPS_ARGS=--cross'" >&2; exit 1; }
-
-# The mirrors are the host's own apt sources for $suite (and $suite-updates,
-# $suite-security): those are the ones known to be reachable and consistent
-# here (mmdebstrap's built-in defaults name other hosts). M2Z_MIRROR
-# overrides with one mirror URI or a full "deb ..." line.
-mirror=()
-if [ -n "${M2Z_MIRROR:-}" ]; then
-	mirror=("$M2Z_MIRROR")
-else
-	while read -r uri rel comp; do
-		case $rel in "$suite"|"$suite"-*) mirror+=("deb $uri $rel $comp") ;; esac
-	done < <(apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 'Created-By: Packages' | sort -u)
-fi
-[ ${#mirror[@]} -gt 0 ] || echo "sysroot: no host apt source for $suite; using mmdebstrap's default mirror" >&2
-
-# unshare mode needs user namespaces; as root, root mode needs nothing.
-mode=auto
-[ "$(id -u)" -eq 0 ] && mode=root
-
 start=$(date +%s)
-rm -rf "$dir.new"
 mkdir -p "$(dirname "$dir")"
 inc=$(IFS=,; echo "${pkgs[*]}")
 echo "sysroot: creating $dir for $arch from $suite (mmdebstrap --variant=extract)"
-run_mmdebstrap() {
-	rm -rf "$dir.new"
-	mmdebstrap --quiet --mode="$mode" --variant=extract --architectures="$arch" \
-		--include="$inc" "$suite" "$dir.new" "$@"
-}
-degraded=
-if ! run_mmdebstrap ${mirror[@]+"${mirror[@]}"}; then
-	# Seen here: a caching proxy serving a stale bookworm-security
-	# Packages index for one architecture ("File has unexpected size...
-	# Mirror sync in progress?"). Fall back to the release + updates so the
-	# build is not blocked, and say so loudly.
-	rest=()
-	for m in ${mirror[@]+"${mirror[@]}"}; do
-		case $m in *"$suite"-security*) ;; *) rest+=("$m") ;; esac
-	done
-	[ ${#rest[@]} -gt 0 ] && [ ${#rest[@]} -lt ${#mirror[@]} ] || exit 1
-	echo "sysroot: WARNING: retrying without $suite-security: this sysroot lacks security updates" >&2
-	run_mmdebstrap "${rest[@]}"
-	degraded="without $suite-security (its index could not be fetched)"
-fi
+# scripts/mmdebstrap.sh: the host's mirrors, and fewer suites when an index
+# cannot be fetched (then its last line says so).
+out=$(bash "$(dirname "$0")/mmdebstrap.sh" "$suite" "$dir.new" --variant=extract --architectures="$arch" \
+	--include="$inc" --extract-hook='mkdir -p "$1/.debs" && cp "$1"/var/cache/apt/archives/*.deb "$1/.debs/"')
+[ -z "$out" ] || echo "$out"
+degraded=$(echo "$out" | sed -n 's/^degraded: //p')
 
 # Absolute symlinks (usr/lib/<triplet>/libz.so -> /lib/<triplet>/libz.so.1)
 # would resolve against the HOST when the linker opens them, so rewrite them
@@ -93,6 +58,26 @@ while IFS= read -r -d '' link; do
 	ln -sfn "$rel" "$link"
 	fixed=$((fixed + 1))
 done < <(find "$dir.new/usr" "$dir.new/lib" -type l -lname '/*' -print0 2>/dev/null)
+
+# Merged /usr (trixie on): the files are only under usr/, but libc.so and
+# the ELF interpreter path name /lib/...; extract does not run base-files'
+# set-up that makes /lib -> usr/lib, so make those links here.
+for d in lib lib64 bin sbin; do
+	[ -e "$dir.new/$d" ] || [ ! -d "$dir.new/usr/$d" ] || ln -s "usr/$d" "$dir.new/$d"
+done
+
+# extract runs no dpkg, so the sysroot has no package database for
+# dpkg-shlibdeps (make deb: Depends: from the libraries actually linked).
+# It also looks for symbols/shlibs files in the DEBIAN/ directory of the tree
+# a library sits in: gather every package's into DIR/DEBIAN/.
+mkdir -p "$dir.new/DEBIAN" "$dir.new/.debs/ctrl"
+for deb in "$dir.new"/.debs/*.deb; do
+	rm -rf "$dir.new/.debs/ctrl" && dpkg-deb -e "$deb" "$dir.new/.debs/ctrl"
+	for f in shlibs symbols; do
+		[ ! -f "$dir.new/.debs/ctrl/$f" ] || cat "$dir.new/.debs/ctrl/$f" >> "$dir.new/DEBIAN/$f"
+	done
+done
+rm -rf "$dir.new/.debs"
 
 # Device nodes and apt state are not wanted in a sysroot.
 rm -rf "$dir.new/dev" "$dir.new/var/cache/apt" "$dir.new/var/lib/apt/lists"

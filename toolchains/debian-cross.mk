@@ -1,5 +1,8 @@
 # Shared by the Debian cross toolchains (aarch64-linux-gnu.mk,
-# arm-linux-gnueabihf.mk). The including file sets TRIPLET, DEB_ARCH and QEMU_ARCH.
+# arm-linux-gnueabihf.mk, arm-linux-gnueabi.mk, riscv64-linux-gnu.mk). The
+# including file sets TRIPLET, DEB_ARCH and QEMU_ARCH, and may set QEMU_CPU
+# (the CPU qemu-user emulates) and DEB_SUITE (the Debian release of the
+# sysroot, default bookworm).
 #
 # Compiler: Debian's gcc-$(TRIPLET) (make deps DEPS_ARGS=--cross).
 # Target libraries: a sysroot built by scripts/sysroot.sh (mmdebstrap
@@ -31,7 +34,7 @@ PKG_CONFIG := PKG_CONFIG_PATH= PKG_CONFIG_LIBDIR=$(SYSROOT)/usr/lib/$(TRIPLET)/p
 # Target binaries run through qemu-user called explicitly (binfmt_misc is not
 # assumed). -L makes qemu resolve the ELF interpreter and libraries in the
 # sysroot. A static binary ignores it.
-QEMU := qemu-$(QEMU_ARCH) -L $(SYSROOT)
+QEMU := qemu-$(QEMU_ARCH)$(if $(QEMU_CPU), -cpu $(QEMU_CPU)) -L $(SYSROOT)
 
 # protoc-c runs on the host: the C it generates is portable.
 
@@ -42,7 +45,7 @@ ifneq ($(filter-out clean,$(or $(MAKECMDGOALS),all)),)
 include $(SYSROOT)/.m2z-sysroot.mk
 endif
 $(SYSROOT)/.m2z-sysroot.mk: scripts/sysroot.sh
-	bash scripts/sysroot.sh $(DEB_ARCH) $(SYSROOT)
+	M2Z_SUITE=$(or $(M2Z_SUITE),$(DEB_SUITE),bookworm) bash scripts/sysroot.sh $(DEB_ARCH) $(SYSROOT)
 	@echo '# made by scripts/sysroot.sh via toolchains/debian-cross.mk' > $@
 .PHONY: sysroot
 sysroot: $(SYSROOT)/.m2z-sysroot.mk

@@ -49,6 +49,11 @@ def make_install(m2z_bin, tmp_path, destdir, *args):
     return r
 
 
+def make_version():
+    with open(os.path.join(REPO, "Makefile")) as f:
+        return next(ln.split(":=")[1].strip() for ln in f if ln.startswith("VERSION :="))
+
+
 def mode(path):
     return stat.S_IMODE(os.stat(path).st_mode)
 
@@ -75,6 +80,14 @@ def test_layout_with_default_prefix(m2z_bin, tmp_path):
 
     spool = dest / "var/lib/mqtt2zeebe"
     assert spool.is_dir() and mode(spool) == 0o700
+
+    env = dest / "etc/mqtt2zeebe/env"
+    assert mode(env) == 0o600, "the secrets template is root's only"
+    assert all(ln.startswith("#") for ln in env.read_text().splitlines() if ln.strip()), \
+        "the template sets nothing"
+    for page in ("usr/share/man/man8/mqtt2zeebe.8", "usr/share/man/man5/mqtt2zeebe.ini.5"):
+        text = (dest / page).read_text()
+        assert "@VERSION@" not in text and '"mqtt2zeebe %s"' % make_version() in text, page
 
     sysusers = dest / "usr/lib/sysusers.d/mqtt2zeebe.conf"
     assert any(ln.split()[:2] == ["u", "mqtt2zeebe"] for ln in unit_lines(sysusers))
