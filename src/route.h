@@ -72,9 +72,8 @@ struct publish_msg {
 struct render_buf {
 	struct buf name, key, id, vars, tenant, tmp;
 	struct buf frag;            /* extra variables being assembled */
-	struct buf json;            /* cJSON prints values here */
 };
-#define RENDER_BUF_INIT { BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT }
+#define RENDER_BUF_INIT { BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT }
 void render_buf_free(struct render_buf *rb);
 
 /* Compile every route of CFG. On a bad template or topic filter returns
@@ -112,5 +111,11 @@ int routes_render(const struct routes *rt, size_t i, const char *topic,
 /* RFC 6901 lookup, exposed for tests. ROOT is a cJSON*; returns the item or
  * NULL. */
 void *json_pointer_get(void *root, const char *ptr, size_t ptrlen);
+
+/* The same, and *VALUE, *VALUELEN = the item's JSON text as sent, inside
+ * TEXT: the document ROOT was parsed from, without leading or trailing
+ * blanks. A key holding \u0000 is never matched. */
+void *json_pointer_text(void *root, const char *text, size_t textlen, const char *ptr, size_t ptrlen,
+			const char **value, size_t *valuelen);
 
 #endif
