@@ -56,7 +56,7 @@ else
 Q := @
 endif
 
-PKGS := grpc libprotobuf-c libmosquitto inih libcjson
+PKGS := grpc libprotobuf-c libmosquitto libcjson
 PKG_STATIC := $(if $(filter 1,$(STATIC)),--static)
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) $(PKG_STATIC) --libs $(PKGS) 2>/dev/null)

@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(
 	build-essential pkg-config make
 	libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
-	libmbedtls-dev libmosquitto-dev libinih-dev libcjson-dev
+	libmbedtls-dev libmosquitto-dev libcjson-dev
 	libcmocka-dev
 	mosquitto mosquitto-clients openssl
 	python3 python3-grpcio python3-protobuf protobuf-compiler
