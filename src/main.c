@@ -360,7 +360,7 @@ static int cmd_dry_run(struct agent *ag, const char *topic, const char *payload,
 	struct publish_msg msg;
 	char reason[512];
 	int route = routes_match(ag->routes, topic);
-	cJSON *o, *vars;
+	cJSON *o;
 	char *text;
 	int rc;
 
@@ -382,8 +382,8 @@ static int cmd_dry_run(struct agent *ag, const char *topic, const char *payload,
 	cJSON_AddStringToObject(o, "messageId", msg.message_id);
 	cJSON_AddNumberToObject(o, "timeToLive", (double)msg.ttl_ms);
 	cJSON_AddStringToObject(o, "tenantId", msg.tenant_id);
-	vars = cJSON_Parse(msg.variables);
-	cJSON_AddItemToObject(o, "variables", vars ? vars : cJSON_CreateString(msg.variables));
+	/* as it would be sent: parsing and printing it again would turn 1e400 into null */
+	cJSON_AddItemToObject(o, "variables", cJSON_CreateRaw(msg.variables));
 	text = cJSON_PrintUnformatted(o);
 	printf("%s\n", text);
 	free(text);
