@@ -8,6 +8,7 @@ pkgs=(
 	libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
 	libmbedtls-dev libmosquitto-dev libcjson-dev
 	libcmocka-dev
+	clang libclang-rt-14-dev
 	mosquitto mosquitto-clients openssl
 	python3 python3-grpcio python3-protobuf protobuf-compiler
 	python3-pytest python3-paho-mqtt python3-cryptography
