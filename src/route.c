@@ -479,7 +479,7 @@ static int append_compact(struct buf *b, const char *p, size_t n)
 static cJSON *pointer_find(cJSON *root, const char *text, size_t textlen, const char *ptr, size_t ptrlen,
 			   const char **vp, size_t *vn)
 {
-	const char *tp = text, *te = text + textlen;
+	const char *tp = text, *te = text ? text + textlen : NULL; /* NULL + 0 is UB */
 	cJSON *cur = root;
 	size_t i = 0;
 

@@ -334,6 +334,10 @@ static void test_json_pointer_text(void **state)
 	assert_int_equal(n, strlen(doc));
 	assert_null(json_pointer_text(root, doc, strlen(doc), "/a/2", 4, &v, &n));
 	assert_null(json_pointer_text(root, doc, strlen(doc), "/a/01", 5, &v, &n));
+	/* fuzz_jsonptr, first input: without a text, "" is the root (no
+	 * arithmetic on the NULL text: UBSan's pointer-overflow) */
+	assert_ptr_equal(json_pointer_get(root, "", 0), root);
+	assert_ptr_equal(json_pointer_get(root, "/m~0n", 5), json_pointer_text(root, doc, strlen(doc), "/m~0n", 5, &v, &n));
 	cJSON_Delete(root);
 }
 
