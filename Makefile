@@ -9,6 +9,7 @@
 #   make deb                  Debian package (TOOLCHAIN=..., STATIC=1); make test-deb
 #   make man                  regenerate man/mqtt2zeebe.ini.5's KEYS from src/conf.c
 #   make bench                benchmark (see bench/)
+#   make fuzz                 each fuzz/fuzz_*.c for FUZZ_SECONDS (clang, libFuzzer, ASan+UBSan)
 #   make TOOLCHAIN=aarch64-linux-gnu   cross build (see toolchains/)
 # Variables honoured: CC CFLAGS LDFLAGS PKG_CONFIG CROSS_COMPILE prefix DESTDIR V=1
 # WERROR=1 (CI), STATIC=1.
@@ -25,6 +26,8 @@ CC := $(CROSS_COMPILE)gcc
 endif
 PKG_CONFIG ?= pkg-config
 PROTOC_C ?= protoc-c
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
 prefix ?= /usr/local
 bindir ?= $(prefix)/bin
 sysconfdir ?= /etc
@@ -33,7 +36,14 @@ unitdir ?= /lib/systemd/system
 sysusersdir ?= /usr/lib/sysusers.d
 mandir ?= $(prefix)/share/man
 
-ifeq ($(SANITIZE),1)
+ifeq ($(FUZZ),1)
+# libFuzzer: the project's sources are instrumented (fuzzer-no-link); only
+# the harnesses link the fuzzer's main. Set by "make fuzz", not by hand.
+BUILD ?= build-fuzz
+CC := $(FUZZ_CC)
+SAN_FLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+export UBSAN_OPTIONS := print_stacktrace=1:halt_on_error=1
+else ifeq ($(SANITIZE),1)
 BUILD ?= build-asan
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 # Tests (and the agents they start) inherit these.
@@ -49,7 +59,7 @@ else
 Q := @
 endif
 
-PKGS := grpc libprotobuf-c libmosquitto inih libcjson libmicrohttpd
+PKGS := grpc libprotobuf-c libmosquitto libcjson libmicrohttpd
 PKG_STATIC := $(if $(filter 1,$(STATIC)),--static)
 STATIC_DEPS_ON := $(filter 1,$(STATIC))
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
@@ -91,7 +101,7 @@ BIN := $(BUILD)/mqtt2zeebe
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all test check unit integration deps demo install clean bench asan sizes test-qemu man deb test-deb
+.PHONY: all test check unit integration deps demo install clean bench asan sizes test-qemu man deb test-deb fuzz fuzz-build fuzz-run
 all: $(BIN)
 
 $(BUILD)/gen/gateway.pb-c.c $(BUILD)/gen/gateway.pb-c.h: proto/gateway.proto
@@ -165,6 +175,32 @@ test-qemu: test
 
 asan:
 	$(MAKE) SANITIZE=1 test
+
+# Fuzzing (README "Fuzzing"): fuzz/fuzz_NAME.c is one libFuzzer target; its
+# seeds are fuzz/corpus/NAME/ (read only: new inputs go to
+# build-fuzz/corpus/NAME/, crashes to build-fuzz/crash-NAME-*).
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BIN := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+
+$(BUILD)/fuzz/%: fuzz/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ    $<"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz-run: $(FUZZ_BIN)
+	$(Q)failed=; for b in $(FUZZ_BIN); do n=$${b##*/fuzz_}; \
+		mkdir -p $(BUILD)/corpus/$$n fuzz/corpus/$$n; echo "== $$b ($(FUZZ_SECONDS)s)"; \
+		if $$b -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+			-artifact_prefix=$(abspath $(BUILD))/crash-$$n- $(BUILD)/corpus/$$n fuzz/corpus/$$n \
+			2>$(BUILD)/fuzz-$$n.log; then \
+			grep -E '^stat::number_of_executed_units' $(BUILD)/fuzz-$$n.log; \
+		else tail -40 $(BUILD)/fuzz-$$n.log; failed="$$failed $$n"; fi; done; \
+		[ -z "$$failed" ] || { echo "fuzz: findings in:$$failed (inputs: $(BUILD)/crash-*)"; exit 1; }
+
+fuzz:
+	$(MAKE) FUZZ=1 fuzz-run
 
 deps:
 	bash scripts/deps.sh $(DEPS_ARGS)

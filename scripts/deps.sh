@@ -6,8 +6,9 @@ set -euo pipefail
 pkgs=(
 	build-essential pkg-config make
 	libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
-	libmbedtls-dev libmosquitto-dev libinih-dev libcjson-dev libmicrohttpd-dev
+	libmbedtls-dev libmosquitto-dev libcjson-dev libmicrohttpd-dev
 	libcmocka-dev systemd mandoc
+	clang libclang-rt-14-dev
 	mosquitto mosquitto-clients openssl
 	python3 python3-grpcio python3-protobuf protobuf-compiler
 	python3-pytest python3-paho-mqtt python3-cryptography

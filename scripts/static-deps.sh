@@ -5,7 +5,7 @@
 #        e.g. "aarch64-linux-gnu-gcc --sysroot=/abs/sysroots/arm64")
 #
 # Debian 12 ships .a files for grpc (+absl, re2, c-ares, upb, ssl, z),
-# protobuf-c, mbedtls and inih, but not for libmosquitto and cJSON. Those two
+# protobuf-c and mbedtls, but not for libmosquitto and cJSON. Those two
 # are rebuilt from their Debian source packages (same version and security
 # patches as the .so the headers belong to) into OUTDIR/lib/lib*.a. So is
 # libmicrohttpd: Debian's .a is built with HTTPS (GnuTLS), whose static

@@ -26,7 +26,7 @@ suite=${M2Z_SUITE:-bookworm}
 pkgs=(
 	libc6-dev
 	libgrpc-dev libprotobuf-c-dev libmbedtls-dev libmosquitto-dev
-	libinih-dev libcjson-dev libcmocka-dev libssl-dev libmicrohttpd-dev
+	libcjson-dev libcmocka-dev libssl-dev libmicrohttpd-dev
 )
 
 key="v4 arch=$arch suite=$suite mirror=${M2Z_MIRROR:-default} pkgs=${pkgs[*]}"

@@ -114,7 +114,7 @@ int cmd_dry_run(const struct config *cfg, const struct routes *rt, const char *t
 	struct publish_msg msg;
 	char reason[512];
 	int route = routes_match(rt, topic);
-	cJSON *o, *vars;
+	cJSON *o;
 	char *text;
 
 	if (route < 0) {
@@ -135,8 +135,8 @@ int cmd_dry_run(const struct config *cfg, const struct routes *rt, const char *t
 	cJSON_AddStringToObject(o, "messageId", msg.message_id);
 	cJSON_AddNumberToObject(o, "timeToLive", (double)msg.ttl_ms);
 	cJSON_AddStringToObject(o, "tenantId", msg.tenant_id);
-	vars = cJSON_Parse(msg.variables);
-	cJSON_AddItemToObject(o, "variables", vars ? vars : cJSON_CreateString(msg.variables));
+	/* as it would be sent: parsing and printing it again would turn 1e400 into null */
+	cJSON_AddItemToObject(o, "variables", cJSON_CreateRaw(msg.variables));
 	text = cJSON_PrintUnformatted(o);
 	printf("%s\n", text);
 	free(text);

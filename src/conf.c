@@ -1,4 +1,4 @@
-/* conf.c - the INI configuration: one option table, inih underneath,
+/* conf.c - the INI configuration: one option table, a line reader,
  * file:line errors, environment overrides (Camunda's ZEEBE_* conventions),
  * defaults and cross-field checks. */
 #define LOG_MODULE "conf"
@@ -10,7 +10,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <ini.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,9 +22,6 @@
 #define MAX_FILE_BYTES (1 << 20)
 #define ROUTE_NAME_MAX 64
 #define NO_PREFIX (-1)
-/* Handed to inih in place of a value too long for its line buffer; the
- * handler swaps the real value back in (see conf_reader). */
-#define LONG_VALUE_MARK "\x1e"
 
 /* ---- the option table ---------------------------------------------------- */
 
@@ -452,14 +448,23 @@ static int set_range_err(const struct opt *o, int64_t v, char *msg, size_t n)
 		fmt_duration(o->max, hi, sizeof(hi));
 	}
 	if (v < o->min)
-		snprintf(msg, n, "%s is below the minimum %s%s", a, lo,
-			 o->type == T_DUR || o->type == T_DUR_S ? " (a bare number means milliseconds)" : "");
+		snprintf(msg, n, "%s is below the minimum %s", a, lo);
 	else
 		snprintf(msg, n, "%s is above the maximum %s", a, hi);
 	return M2Z_ERR_PARSE;
 }
 
-static int set_number(void *field, const struct opt *o, const char *v, char *msg, size_t n)
+/* All digits (a duration without its unit)? */
+static bool bare_number(const char *s)
+{
+	size_t n = strspn(s, "0123456789");
+	return n && !s[n];
+}
+
+/* BARE_MS: a bare number is a duration in milliseconds (environment, as
+ * Camunda's clients read it); in the file it is an error, since "ttl = 3600"
+ * is far more often meant as seconds than as 3.6 s. */
+static int set_number(void *field, const struct opt *o, const char *v, bool bare_ms, char *msg, size_t n)
 {
 	int64_t d = 0;
 	uint64_t u = 0;
@@ -474,6 +479,10 @@ static int set_number(void *field, const struct opt *o, const char *v, char *msg
 	case T_DUR: case T_DUR_S:
 		what = "a duration like 10s, 250ms, 5m, 1h or 7d";
 		rc = conf_parse_duration_ms(v, &d);
+		if (rc == M2Z_OK && !bare_ms && d != 0 && bare_number(v)) {
+			snprintf(msg, n, "expected a duration with a unit, got '%s' (%ss? %sms?)", v, v, v);
+			return M2Z_ERR_PARSE;
+		}
 		break;
 	default:
 		what = "a size like 256MiB, 64KiB or 4096";
@@ -488,8 +497,12 @@ static int set_number(void *field, const struct opt *o, const char *v, char *msg
 			snprintf(msg, n, "expected %s, got '%s'", what, v);
 		return M2Z_ERR_PARSE;
 	}
-	if (d < o->min || d > o->max)
-		return set_range_err(o, d, msg, n);
+	if (d < o->min || d > o->max) {
+		set_range_err(o, d, msg, n);
+		if (bare_ms && bare_number(v) && (o->type == T_DUR || o->type == T_DUR_S) && strlen(msg) + 40 < n)
+			strcat(msg, " (a bare number means milliseconds)");
+		return M2Z_ERR_PARSE;
+	}
 	switch (o->type) {
 	case T_INT: *(int *)field = (int)d; break;
 	case T_DUR: *(int64_t *)field = d; break;
@@ -506,9 +519,9 @@ static int set_number(void *field, const struct opt *o, const char *v, char *msg
 	return M2Z_OK;
 }
 
-/* Parse V into the field of O inside BASE. On error MSG says what was
- * expected (no location; the caller prefixes it). */
-static int opt_set(void *base, const struct opt *o, const char *v, char *msg, size_t n)
+/* Parse V into the field of O inside BASE; BARE_MS as for set_number. On
+ * error MSG says what was expected (no location; the caller prefixes it). */
+static int opt_set(void *base, const struct opt *o, const char *v, bool bare_ms, char *msg, size_t n)
 {
 	void *field = (char *)base + o->off;
 
@@ -541,7 +554,7 @@ static int opt_set(void *base, const struct opt *o, const char *v, char *msg, si
 		return M2Z_ERR_PARSE;
 	}
 	default:
-		return set_number(field, o, v, msg, n);
+		return set_number(field, o, v, bare_ms, msg, n);
 	}
 }
 
@@ -550,7 +563,7 @@ static int apply_defaults(void *base, const struct opt *table, size_t count)
 	char msg[256];
 
 	for (size_t i = 0; i < count; i++)
-		if (opt_set(base, &table[i], table[i].dflt ? table[i].dflt : "", msg, sizeof(msg)))
+		if (opt_set(base, &table[i], table[i].dflt ? table[i].dflt : "", false, msg, sizeof(msg)))
 			return M2Z_ERR_NOMEM; /* defaults are valid; only OOM fails */
 	return M2Z_OK;
 }
@@ -586,10 +599,8 @@ struct parse_ctx {
 	int (*route_seen)[N_ROUTE_OPTS];
 	size_t worker;              /* index of the worker in force */
 	int (*worker_seen)[N_WORKER_OPTS];
-	char *long_value;           /* the real value of an over-long line */
 	struct credentials creds;   /* [zeebe] credentials_file, when set */
 	char from[N_OPTS][CONF_FROM_MAX]; /* where an env/credentials value came from */
-	bool long_pending;
 };
 
 static void fail(struct parse_ctx *c, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -677,7 +688,8 @@ static void open_route(struct parse_ctx *c, const char *name)
 		}
 	}
 	if (cfg->n_routes >= CONF_MAX_ROUTES) {
-		fail(c, c->line, "more than %d routes", CONF_MAX_ROUTES);
+		fail(c, c->line, "[route %s]: too many routes, the limit is %d [route NAME] sections per file",
+		     name, CONF_MAX_ROUTES);
 		return;
 	}
 	routes = realloc(cfg->routes, (cfg->n_routes + 1) * sizeof(*routes));
@@ -776,7 +788,7 @@ static void set_worker(struct parse_ctx *c, const char *key, const char *value)
 		return;
 	}
 	c->worker_seen[c->worker][i] = c->line;
-	if (opt_set(w, o, value, msg, sizeof(msg))) {
+	if (opt_set(w, o, value, false, msg, sizeof(msg))) {
 		fail(c, c->line, "[worker %s] %s: %s", w->name, key, msg);
 		return;
 	}
@@ -865,15 +877,14 @@ static void open_section(struct parse_ctx *c, const char *line)
 	     name);
 }
 
-/* ---- the reader: hands inih one physical line at a time ------------------ */
+/* ---- the reader: one physical line at a time ----------------------------- */
 
-/* inih (Debian's build) reads into a fixed 200-byte buffer and silently
- * splits anything longer, reporting errors on the wrong line. So the reader
- * owns line splitting and counting: section headers are handled here (inih
- * gets a blank line), over-long key = value lines reach inih with a marker in
- * place of the value, and lines over CONF_MAX_LINE are an error at their
- * own line. Leading blanks are stripped so inih never sees a continuation
- * line (INI_ALLOW_MULTILINE would fold it into the previous key). */
+/* The dialect is the one inih reads (Debian's libinih was used until it
+ * turned out to cut lines at 200 bytes and report errors on the wrong line):
+ * [section], key = value or key: value, ';' or '#' comment lines, ';' after
+ * a blank starts an inline comment, a UTF-8 BOM, CR LF. Lines may be up to
+ * CONF_MAX_LINE bytes. Leading blanks are ignored: there are no
+ * continuation lines. */
 static void strip_value(const char *s, size_t n, char *out)
 {
 	size_t i = 0, o = 0;
@@ -881,7 +892,8 @@ static void strip_value(const char *s, size_t n, char *out)
 
 	while (i < n && isspace((unsigned char)s[i]))
 		i++;
-	/* Same rule as inih: ';' after a blank starts an inline comment. */
+	/* "key = ; comment" is an empty value, as "key = v ; comment" is v. */
+	was_space = i > 0;
 	for (; i < n; i++) {
 		if (was_space && s[i] == ';')
 			break;
@@ -893,80 +905,46 @@ static void strip_value(const char *s, size_t n, char *out)
 	out[o] = '\0';
 }
 
-static void hand_long_line(struct parse_ctx *c, const char *s, size_t n, char *str, int num)
+static void key_value(struct parse_ctx *c, char *s, size_t n);
+
+/* S[0..N) is one line without its end, NUL-terminated at N. */
+static void parse_line(struct parse_ctx *c, char *s, size_t n)
 {
-	const char *sep = NULL;
-
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] == '=' || s[i] == ':') {
-			sep = s + i;
-			break;
-		}
-	}
-	if (!sep || (size_t)(sep - s) + 1 + sizeof(LONG_VALUE_MARK) + 1 > (size_t)num) {
-		fail(c, c->line, "line longer than %d bytes (only key = value lines may be longer, up to %d)",
-		     num - 3, CONF_MAX_LINE);
-		return;
-	}
-	strip_value(sep + 1, n - (size_t)(sep - s) - 1, c->long_value);
-	memcpy(str, s, (size_t)(sep - s) + 1);
-	strcpy(str + (sep - s) + 1, LONG_VALUE_MARK "\n");
-	c->long_pending = true;
-}
-
-static char *conf_reader(char *str, int num, void *stream)
-{
-	struct parse_ctx *c = stream;
-	const char *s, *nl;
-	size_t n;
-
-	if (c->failed || c->pos >= c->len)
-		return NULL;
-	s = c->text + c->pos;
-	nl = memchr(s, '\n', c->len - c->pos);
-	n = nl ? (size_t)(nl - s) : c->len - c->pos;
-	c->pos += n + (nl ? 1 : 0);
-	c->line++;
-	c->long_pending = false;
-	strcpy(str, "\n");
-	if (c->line == 1 && n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
-		s += 3;
-		n -= 3;
-	}
-	if (n && s[n - 1] == '\r')
-		n--;
-	if (n > CONF_MAX_LINE) {
-		fail(c, c->line, "line longer than %d bytes", CONF_MAX_LINE);
-		return str;
-	}
-	if (memchr(s, '\0', n)) {
-		fail(c, c->line, "NUL byte in line");
-		return str;
-	}
 	while (n && isspace((unsigned char)*s)) {
 		s++;
 		n--;
 	}
 	if (n == 0 || *s == ';' || *s == '#')
-		return str;
-	if (*s == '[') {
-		char tmp[CONF_MAX_LINE + 1];
-		memcpy(tmp, s + 1, n - 1);
-		tmp[n - 1] = '\0';
-		open_section(c, tmp);
-		return str;
+		return;
+	if (*s == '[')
+		open_section(c, s + 1);
+	else
+		key_value(c, s, n);
+}
+
+static void parse_text(struct parse_ctx *c, char *line)
+{
+	while (!c->failed && c->pos < c->len) {
+		const char *s = c->text + c->pos;
+		const char *nl = memchr(s, '\n', c->len - c->pos);
+		size_t n = nl ? (size_t)(nl - s) : c->len - c->pos;
+
+		c->pos += n + (nl ? 1 : 0);
+		c->line++;
+		if (c->line == 1 && n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
+			s += 3;
+			n -= 3;
+		}
+		if (n && s[n - 1] == '\r')
+			n--;
+		if (n > CONF_MAX_LINE) {
+			fail(c, c->line, "line longer than %d bytes", CONF_MAX_LINE);
+			return;
+		}
+		memcpy(line, s, n);
+		line[n] = '\0';
+		parse_line(c, line, n);
 	}
-	if (!memchr(s, '=', n) && !memchr(s, ':', n)) {
-		fail(c, c->line, "expected key = value, a [section] or a comment");
-		return str;
-	}
-	if (n + 2 <= (size_t)num) {
-		memcpy(str, s, n);
-		strcpy(str + n, "\n");
-	} else {
-		hand_long_line(c, s, n, str, num);
-	}
-	return str;
 }
 
 /* ---- the handler: one key = value -------------------------------------------- */
@@ -989,7 +967,7 @@ static void set_global(struct parse_ctx *c, const char *key, const char *value)
 		return;
 	}
 	c->seen[i] = c->line;
-	if (opt_set(c->cfg, o, value, msg, sizeof(msg)))
+	if (opt_set(c->cfg, o, value, false, msg, sizeof(msg)))
 		fail(c, c->line, "[%s] %s: %s", c->section, key, msg);
 }
 
@@ -1062,7 +1040,7 @@ static void set_route(struct parse_ctx *c, const char *key, const char *value)
 		return;
 	}
 	c->route_seen[c->route][i] = c->line;
-	if (opt_set(r, o, value, msg, sizeof(msg))) {
+	if (opt_set(r, o, value, false, msg, sizeof(msg))) {
 		fail(c, c->line, "[route %s] %s: %s", r->name, key, msg);
 		return;
 	}
@@ -1070,31 +1048,38 @@ static void set_route(struct parse_ctx *c, const char *key, const char *value)
 		*(int *)((char *)r + o->line_off) = c->line;
 }
 
-static int conf_handler(void *user, const char *section, const char *name, const char *value)
+/* "key = value" (or "key: value"); the key ends at the first '=' or ':'. */
+static void key_value(struct parse_ctx *c, char *s, size_t n)
 {
-	struct parse_ctx *c = user;
+	char *value, *end;
+	size_t k;
 
-	(void)section; /* the reader tracks sections, with their line numbers */
-	if (c->failed)
-		return 1;
-	if (c->long_pending && strcmp(value, LONG_VALUE_MARK) == 0)
-		value = c->long_value;
-	c->long_pending = false;
+	for (k = 0; k < n && s[k] != '=' && s[k] != ':'; k++)
+		if (s[k] == ';' && k && isspace((unsigned char)s[k - 1]))
+			k = n; /* an inline comment before any separator */
+	if (k >= n) {
+		fail(c, c->line, "expected key = value, a [section] or a comment");
+		return;
+	}
+	value = s + k + 1;
+	strip_value(value, n - k - 1, value);
+	for (end = s + k; end > s && isspace((unsigned char)end[-1]); end--)
+		;
+	*end = '\0';
 	switch (c->sec) {
 	case SEC_NONE:
-		fail(c, c->line, "key '%s' outside any section (start with [zeebe], [mqtt], [route NAME], ...)", name);
+		fail(c, c->line, "key '%s' outside any section (start with [zeebe], [mqtt], [route NAME], ...)", s);
 		break;
 	case SEC_GLOBAL:
-		set_global(c, name, value);
+		set_global(c, s, value);
 		break;
 	case SEC_ROUTE:
-		set_route(c, name, value);
+		set_route(c, s, value);
 		break;
 	case SEC_WORKER:
-		set_worker(c, name, value);
+		set_worker(c, s, value);
 		break;
 	}
-	return 1;
 }
 
 /* ---- environment overrides ----------------------------------------------------- */
@@ -1310,7 +1295,7 @@ static void apply_env(struct parse_ctx *c)
 			v = lower;
 		}
 		snprintf(what, sizeof(what), " ([%s] %s)", o->section, o->key);
-		if (opt_set(c->cfg, o, v, msg, sizeof(msg))) {
+		if (opt_set(c->cfg, o, v, true, msg, sizeof(msg))) {
 			fail_hit(c, &h[0], what, msg);
 			break;
 		}
@@ -1328,6 +1313,27 @@ static void apply_env(struct parse_ctx *c)
 }
 
 /* ---- defaults that depend on other keys, and cross-field checks ---------- */
+
+static void fail_opt(struct parse_ctx *c, const char *section, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Fail about a global key where its value came from: the environment
+ * variable that set it, its line in the file, or the file (a default). */
+static void fail_opt(struct parse_ctx *c, const char *section, const char *key, const char *fmt, ...)
+{
+	const struct opt *o = find_opt(opts, N_OPTS, section, key);
+	size_t i = o ? (size_t)(o - opts) : 0;
+	char msg[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (o && c->seen[i] < 0)
+		fail(c, 0, "%s: %s", c->from[i], msg);
+	else
+		fail(c, o && c->seen[i] > 0 ? c->seen[i] : 0, "%s", msg);
+}
 
 static int seen_line(const struct parse_ctx *c, const char *section, const char *key)
 {
@@ -1365,7 +1371,7 @@ static void check_address(struct parse_ctx *c)
 
 	if (credentials_parse_address(c->cfg->zeebe.address, hp, sizeof(hp), &tls, why, sizeof(why))) {
 		if (c->seen[idx] < 0)
-			fail(c, 0, "%s: %s", c->from[idx], why);
+			fail(c, 0, "%s: [zeebe] address: %s", c->from[idx], why);
 		else
 			fail(c, seen_line(c, "zeebe", "address"), "[zeebe] address: %s", why);
 		return;
@@ -1421,16 +1427,13 @@ static void derive_oauth(struct parse_ctx *c)
 	if (!o->enabled || c->failed)
 		return;
 	if (!o->client_id[0])
-		fail(c, seen_line(c, "oauth", "client_secret"),
-		     "[oauth] client_id (env ZEEBE_CLIENT_ID) is required when client_secret is set");
+		fail_opt(c, "oauth", "client_secret", "[oauth] client_id (env ZEEBE_CLIENT_ID) is required when client_secret is set");
 	else if (!o->client_secret[0])
-		fail(c, seen_line(c, "oauth", "client_id"),
-		     "[oauth] client_secret (env ZEEBE_CLIENT_SECRET) is required when client_id is set");
+		fail_opt(c, "oauth", "client_id", "[oauth] client_secret (env ZEEBE_CLIENT_SECRET) is required when client_id is set");
 	else if (!o->url[0])
-		fail(c, seen_line(c, "oauth", "url"),
-		     "[oauth] url (env ZEEBE_AUTHORIZATION_SERVER_URL) must not be empty when OAuth is on");
+		fail_opt(c, "oauth", "url", "[oauth] url (env ZEEBE_AUTHORIZATION_SERVER_URL) must not be empty when OAuth is on");
 	else if (strncmp(o->url, "https://", 8) != 0 && strncmp(o->url, "http://", 7) != 0)
-		fail(c, seen_line(c, "oauth", "url"), "[oauth] url: expected an https:// URL, got '%s'", o->url);
+		fail_opt(c, "oauth", "url", "[oauth] url: expected an https:// URL, got '%s'", o->url);
 	source_of(c, "oauth", "client_id", o->client_id_from, sizeof(o->client_id_from));
 	source_of(c, "oauth", "audience", o->audience_from, sizeof(o->audience_from));
 	if (!c->failed && !o->audience[0]) {
@@ -1463,12 +1466,10 @@ static void derive_mqtt(struct parse_ctx *c)
 			fail(c, 0, "out of memory");
 	}
 	if (m->reconnect_min_ms > m->reconnect_max_ms)
-		fail(c, seen_line(c, "mqtt", "reconnect_min"),
-		     "[mqtt] reconnect_min (%" PRId64 "ms) must not exceed reconnect_max (%" PRId64 "ms)",
+		fail_opt(c, "mqtt", "reconnect_min", "[mqtt] reconnect_min (%" PRId64 "ms) must not exceed reconnect_max (%" PRId64 "ms)",
 		     m->reconnect_min_ms, m->reconnect_max_ms);
 	if ((m->cert_file[0] != 0) != (m->key_file[0] != 0))
-		fail(c, seen_line(c, "mqtt", m->cert_file[0] ? "cert_file" : "key_file"),
-		     "[mqtt] cert_file and key_file go together");
+		fail_opt(c, "mqtt", m->cert_file[0] ? "cert_file" : "key_file", "[mqtt] cert_file and key_file go together");
 }
 
 static void check_routes(struct parse_ctx *c)
@@ -1555,9 +1556,9 @@ static void check_all(struct parse_ctx *c)
 	if (!c->failed)
 		derive_mqtt(c);
 	if (!c->failed && cfg->spool.segment_bytes > cfg->spool.max_bytes)
-		fail(c, seen_line(c, "spool", "segment_bytes"), "[spool] segment_bytes must not exceed max_bytes");
+		fail_opt(c, "spool", "segment_bytes", "[spool] segment_bytes must not exceed max_bytes");
 	if (!c->failed && cfg->forward.retry_initial_ms > cfg->forward.retry_max_ms)
-		fail(c, seen_line(c, "forward", "retry_initial"), "[forward] retry_initial must not exceed retry_max");
+		fail_opt(c, "forward", "retry_initial", "[forward] retry_initial must not exceed retry_max");
 	if (!c->failed)
 		check_routes(c);
 	if (!c->failed)
@@ -1698,21 +1699,17 @@ void conf_free(struct config *cfg)
 int conf_load_string(const char *name, const char *text, struct config **out, char *err, size_t errlen)
 {
 	struct parse_ctx c = { .name = name, .text = text, .len = strlen(text), .err = err, .errlen = errlen };
-	int rc;
+	char *line = NULL;
 
 	if (err && errlen)
 		err[0] = '\0';
 	c.cfg = calloc(1, sizeof(*c.cfg));
-	c.long_value = malloc(CONF_MAX_LINE + 1);
-	if (!c.cfg || !c.long_value || !(c.cfg->path = strdup(name)) || apply_defaults(c.cfg, opts, N_OPTS)) {
+	line = malloc(CONF_MAX_LINE + 1);
+	if (!c.cfg || !line || !(c.cfg->path = strdup(name)) || apply_defaults(c.cfg, opts, N_OPTS)) {
 		fail(&c, 0, "out of memory");
 		goto out;
 	}
-	rc = ini_parse_stream(conf_reader, &c, conf_handler, &c);
-	if (rc == -2)
-		fail(&c, 0, "out of memory");
-	else if (rc != 0)
-		fail(&c, rc, "syntax error");
+	parse_text(&c, line);
 	if (!c.failed)
 		apply_env(&c);
 	if (!c.failed)
@@ -1720,7 +1717,7 @@ int conf_load_string(const char *name, const char *text, struct config **out, ch
 	if (!c.failed)
 		record_origin(&c);
 out:
-	free(c.long_value);
+	free(line);
 	free(c.route_seen);
 	credentials_free(&c.creds);
 	free(c.worker_seen);

@@ -1,23 +1,24 @@
 /* conf.h - the INI configuration: parse, environment overrides, checks.
  *
- * File format (inih): sections [zeebe], [oauth], [mqtt], [spool],
+ * File format (INI): sections [zeebe], [oauth], [mqtt], [spool],
  * [forward], [log] and any number of [route NAME] sections. Every key is
  * in one option table in conf.c (key, type, default, range, env, help); the
  * README's reference is generated from the same facts.
  *
- * Durations accept a unit: "250ms", "10s", "5m", "1h", "7d"; a bare number
- * means milliseconds. Sizes accept "512", "64KiB", "4MiB", "1GiB" (also
- * kB/MB/GB as powers of ten). Booleans: true/false/yes/no/on/off/1/0.
+ * Durations take a unit: "250ms", "10s", "5m", "1h", "7d"; in the file a
+ * bare number other than 0 is an error (is "3600" seconds or ms?), in the
+ * environment it means milliseconds (Camunda's convention). Sizes accept
+ * "512", "64KiB", "4MiB", "1GiB" (also kB/MB/GB as powers of ten).
+ * Booleans: true/false/yes/no/on/off/1/0.
  *
  * Errors: conf_load() returns M2Z_ERR_CONFIG and fills err with
- * "FILE:LINE: what was expected" (main prints it and exits 2). Lines longer
- * than CONF_MAX_LINE are an error at their own line (Debian's libinih would
- * silently cut them). Debian's libinih reads lines into a fixed 200-byte
- * buffer; conf.c's own reader hands it key = value lines of any length up to
- * CONF_MAX_LINE (section headers are parsed by conf.c itself), so every line
- * up to CONF_MAX_LINE works and line numbers are always right. Continuation
- * lines are not supported (an indented line is an ordinary line); ';' after
- * a blank starts an inline comment.
+ * "FILE:LINE: what was expected" (main prints it and exits 2), or
+ * "FILE: environment VAR: ..." when the value came from the environment.
+ * conf.c reads the lines itself (Debian's libinih cut them at 200 bytes):
+ * lines up to CONF_MAX_LINE bytes, longer ones are an error at their own
+ * line. Continuation lines are not supported (an indented line is an
+ * ordinary line); ';' after a blank starts an inline comment. At most
+ * CONF_MAX_ROUTES [route NAME] sections.
  *
  * Environment (empty value = unset) overrides the file; the same names in
  * [zeebe] credentials_file (the Camunda console's shell file, credentials.h)

@@ -359,49 +359,174 @@ static bool token_eq(const char *tok, size_t n, const char *key)
 	return *key == '\0';
 }
 
-static cJSON *array_index(cJSON *arr, const char *tok, size_t n)
+/* Index I (0-based) of the element that token TOK names, or false. */
+static bool array_index(const cJSON *arr, const char *tok, size_t n, size_t *i)
 {
-	size_t idx = 0;
+	size_t idx = 0, count = 0;
 
 	if (n == 0 || n > 9 || (n > 1 && tok[0] == '0'))
-		return NULL; /* "-" and leading zeros are not indexes */
-	for (size_t i = 0; i < n; i++) {
-		if (!isdigit((unsigned char)tok[i]))
-			return NULL;
-		idx = idx * 10 + (size_t)(tok[i] - '0');
+		return false; /* "-" and leading zeros are not indexes */
+	for (size_t k = 0; k < n; k++) {
+		if (!isdigit((unsigned char)tok[k]))
+			return false;
+		idx = idx * 10 + (size_t)(tok[k] - '0');
 	}
-	for (cJSON *c = arr->child; c; c = c->next)
-		if (idx-- == 0)
-			return c;
-	return NULL;
+	for (const cJSON *c = arr->child; c; c = c->next)
+		count++;
+	*i = idx;
+	return idx < count;
 }
 
-void *json_pointer_get(void *root, const char *ptr, size_t ptrlen)
+/* ---- the payload's JSON text ------------------------------------------------------ */
+
+/* cJSON keeps no source text, and printing a parsed value back changes it:
+ * 1e400 becomes null, "ab\u0000cd" becomes "ab", 12345678901234567890123
+ * loses digits. So whatever is passed on is taken from the payload as sent.
+ * The text has been validated by cJSON already, and cJSON keeps children in
+ * text order, so the K-th child is the K-th member in the text. Like cJSON,
+ * every byte <= 32 between tokens counts as blank. */
+
+static const char *skip_blank(const char *p, const char *end)
 {
+	while (p < end && (unsigned char)*p <= 32)
+		p++;
+	return p;
+}
+
+/* End of the (valid) JSON value that starts at P. */
+static const char *skip_value(const char *p, const char *end)
+{
+	int depth = 0;
+
+	while (p < end) {
+		char c = *p++;
+		if (c == '"') {
+			for (; p < end && *p != '"'; p++)
+				if (*p == '\\')
+					p++;
+			p = p < end ? p + 1 : end;
+		} else if (c == '{' || c == '[') {
+			depth++;
+			continue;
+		} else if (c == '}' || c == ']') {
+			depth--;
+		} else if (depth == 0) {
+			while (p < end && (unsigned char)*p > 32 && !strchr(",]}", *p))
+				p++;
+		} else {
+			continue;
+		}
+		if (depth == 0)
+			break;
+	}
+	return p;
+}
+
+/* P at '{' or '['; the start of the K-th member (its key, in an object). */
+static const char *nth_member(const char *p, const char *end, size_t k, bool object)
+{
+	p = skip_blank(p + 1, end);
+	while (k--) {
+		if (object) /* key, ':' */
+			p = skip_blank(skip_blank(skip_value(p, end), end) + 1, end);
+		p = skip_blank(skip_value(p, end), end);
+		p = skip_blank(p + 1, end); /* ',' */
+	}
+	return p;
+}
+
+/* P at an object member's key: the start of its value. */
+static const char *member_value(const char *p, const char *end)
+{
+	return skip_blank(skip_blank(skip_value(p, end), end) + 1, end);
+}
+
+/* Does the JSON string token at P (quotes included) hold \u0000? */
+static bool json_string_has_nul(const char *p, const char *end)
+{
+	for (p++; p < end && *p != '"'; p++) {
+		if (*p != '\\')
+			continue;
+		if (end - p >= 6 && memcmp(p + 1, "u0000", 5) == 0)
+			return true;
+		p++;
+	}
+	return false;
+}
+
+/* Append the JSON text P[0..N) without its blanks (outside strings). */
+static int append_compact(struct buf *b, const char *p, size_t n)
+{
+	const char *end = p + n, *run = p;
+	int rc = M2Z_OK;
+
+	while (p < end && !rc) {
+		if (*p == '"') {
+			p = skip_value(p, end);
+		} else if ((unsigned char)*p <= 32) {
+			rc = buf_append(b, run, (size_t)(p - run));
+			run = p = skip_blank(p, end);
+		} else {
+			p++;
+		}
+	}
+	return rc ? rc : buf_append(b, run, (size_t)(end - run));
+}
+
+/* RFC 6901 lookup in ROOT; with TEXT (what ROOT was parsed from, blanks
+ * trimmed) also the value's text as sent. A key holding \u0000 never
+ * matches (cJSON cuts it at the NUL). */
+static cJSON *pointer_find(cJSON *root, const char *text, size_t textlen, const char *ptr, size_t ptrlen,
+			   const char **vp, size_t *vn)
+{
+	const char *tp = text, *te = text ? text + textlen : NULL; /* NULL + 0 is UB */
 	cJSON *cur = root;
 	size_t i = 0;
 
-	if (ptrlen == 0)
-		return cur;
-	if (ptr[0] != '/')
+	if (ptrlen && ptr[0] != '/')
 		return NULL;
 	while (cur && i < ptrlen) {
 		const char *tok = ptr + i + 1;
-		const char *end = memchr(tok, '/', ptrlen - i - 1);
-		size_t n = end ? (size_t)(end - tok) : ptrlen - i - 1;
+		const char *slash = memchr(tok, '/', ptrlen - i - 1);
+		size_t n = slash ? (size_t)(slash - tok) : ptrlen - i - 1, k = 0;
 		cJSON *next = NULL;
 
 		if (cJSON_IsObject(cur)) {
-			for (cJSON *c = cur->child; c && !next; c = c->next)
-				if (c->string && token_eq(tok, n, c->string))
-					next = c;
-		} else if (cJSON_IsArray(cur)) {
-			next = array_index(cur, tok, n);
+			for (next = cur->child; next; next = next->next, k++)
+				if (next->string && token_eq(tok, n, next->string))
+					break;
+		} else if (cJSON_IsArray(cur) && array_index(cur, tok, n, &k)) {
+			next = cur->child;
+			for (size_t j = k; j; j--)
+				next = next->next;
+		}
+		if (next && text) {
+			tp = nth_member(tp, te, k, cJSON_IsObject(cur));
+			if (cJSON_IsObject(cur)) {
+				if (json_string_has_nul(tp, te))
+					return NULL;
+				tp = member_value(tp, te);
+			}
 		}
 		cur = next;
 		i += n + 1;
 	}
+	if (cur && text) {
+		*vp = tp;
+		*vn = (size_t)(skip_value(tp, te) - tp);
+	}
 	return cur;
+}
+
+void *json_pointer_get(void *root, const char *ptr, size_t ptrlen)
+{
+	return pointer_find(root, NULL, 0, ptr, ptrlen, NULL, NULL);
+}
+
+void *json_pointer_text(void *root, const char *text, size_t textlen, const char *ptr, size_t ptrlen,
+			const char **value, size_t *valuelen)
+{
+	return pointer_find(root, text, textlen, ptr, ptrlen, value, valuelen);
 }
 
 /* ---- rendering ---------------------------------------------------------------------- */
@@ -460,37 +585,19 @@ static cJSON *payload_json(struct rctx *x)
 	/* cJSON stops after the first value; anything but blanks after it means
 	 * the payload was not one JSON document. */
 	for (size_t i = (size_t)(end - p); i < x->len; i++) {
-		if (!isspace((unsigned char)p[i])) {
+		if ((unsigned char)p[i] > 32) {
 			cJSON_Delete(x->root);
 			return x->root = NULL;
 		}
 	}
-	while (e && isspace((unsigned char)p[e - 1]))
+	while (e && (unsigned char)p[e - 1] <= 32)
 		e--;
-	while (p < x->payload + e && isspace((unsigned char)*p))
-		p++;
+	if (e >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0)
+		p += 3; /* cJSON skips a UTF-8 BOM; the gateway need not */
+	p = skip_blank(p, x->payload + e);
 	x->json_start = p;
 	x->json_len = (size_t)(x->payload + e - p);
 	return x->root;
-}
-
-/* Print a cJSON value compactly and append it to B. TMP is scratch that
- * keeps its size across calls, so a warm buffer is never reallocated. */
-static int append_json(struct buf *b, struct buf *tmp, const cJSON *v)
-{
-	size_t want = tmp->cap > 256 ? tmp->cap - 1 : 255;
-
-	for (;;) {
-		if (buf_reserve(tmp, want))
-			return M2Z_ERR_NOMEM;
-		buf_reset(tmp);
-		/* cJSON wants 5 spare bytes; it allocates nothing here. */
-		if (cJSON_PrintPreallocated((cJSON *)v, tmp->p, (int)tmp->cap, 0))
-			return buf_puts(b, tmp->p);
-		if (tmp->cap >= (1u << 30))
-			return M2Z_ERR_TOO_BIG;
-		want = tmp->cap * 2 - 1;
-	}
 }
 
 static const char *nth_level(const char *topic, int n, size_t *len)
@@ -508,6 +615,19 @@ static const char *nth_level(const char *topic, int n, size_t *len)
 }
 
 /* Append segment S; a default applies when it does not resolve. */
+/* ITEM printed by cJSON: only for documents we hold no text of. */
+static int append_printed(struct buf *b, const cJSON *item)
+{
+	char *p = cJSON_PrintUnformatted(item);
+	int rc;
+
+	if (!p)
+		return M2Z_ERR_NOMEM;
+	rc = buf_puts(b, p);
+	free(p);
+	return rc;
+}
+
 static int render_seg(struct rctx *x, const struct tmpl *t, const struct seg *s, struct buf *b)
 {
 	const char *v = NULL;
@@ -533,17 +653,24 @@ static int render_seg(struct rctx *x, const struct tmpl *t, const struct seg *s,
 		break;
 	case SEG_PTR: {
 		cJSON *root = payload_json(x), *item;
+		const char *vp = NULL;
+		size_t vn = 0;
 		if (!root) {
 			if (s->dflt)
 				break;
 			return why(x, M2Z_ERR_PARSE, t->field, "payload is not JSON (needed for {%.*s})",
 				   (int)s->len, s->text);
 		}
-		item = json_pointer_get(root, s->text, s->len);
+		item = pointer_find(root, x->json_start, x->json_len, s->text, s->len, &vp, &vn);
+		if (item && cJSON_IsString(item) && json_string_has_nul(vp, vp + vn))
+			return why(x, M2Z_ERR_PARSE, t->field, "JSON pointer %.*s is a string holding \\u0000 (NUL), "
+				   "which cannot be passed on unchanged", (int)s->len, s->text);
 		if (item && cJSON_IsString(item))
 			return buf_puts(b, item->valuestring);
-		if (item)
-			return append_json(b, &x->rb->json, item);
+		if (item && vp) /* as sent: cJSON would print 1e400 as null */
+			return append_compact(b, vp, vn);
+		if (item) /* a document without its text (the job worker's) */
+			return append_printed(b, item);
 		if (!s->dflt)
 			return why(x, M2Z_ERR_NOT_FOUND, t->field, "JSON pointer %.*s not found in payload",
 				   (int)s->len, s->text);
@@ -680,13 +807,14 @@ static int render_extras(struct rctx *x, int64_t recv_ms, struct buf *frag)
 	}
 	for (size_t i = 0; i < cr->n_vars && !rc; i++) {
 		const struct tmpl *t = &x->r->vars[i];
-		cJSON *item;
+		const char *vp;
+		size_t vn;
 		if ((rc = put_key(frag, cr->var_names[i])))
 			break;
-		/* {/ptr} alone keeps the value's JSON type (number stays number). */
+		/* {/ptr} alone keeps the value's JSON type and text, as sent. */
 		if (t->single_ptr && payload_json(x) &&
-		    (item = json_pointer_get(x->root, t->segs[0].text, t->segs[0].len))) {
-			rc = append_json(frag, &x->rb->json, item);
+		    pointer_find(x->root, x->json_start, x->json_len, t->segs[0].text, t->segs[0].len, &vp, &vn)) {
+			rc = append_compact(frag, vp, vn);
 			continue;
 		}
 		if ((rc = render_tmpl(x, t, tmp)))
@@ -711,24 +839,26 @@ static int close_with_extras(struct buf *out, const struct buf *frag)
 	return rc ? rc : buf_putc(out, '}');
 }
 
+/* The payload object's members as sent, minus those an extra overrides,
+ * then the extras. */
 static int vars_object(struct rctx *x, struct buf *out, const struct buf *frag)
 {
-	const struct route *r = x->r;
-	cJSON *root = x->root;
-	int rc;
+	const char *p = x->json_start, *end = p + x->json_len, *m;
+	int rc = M2Z_OK;
 
-	if (!r->has_extras)
-		return buf_append(out, x->payload, x->len); /* proven a JSON object */
-	/* Extras override payload keys of the same name. */
-	for (cJSON *c = root->child, *next; c; c = next) {
-		next = c->next;
-		if (c->string && is_extra_name(r, c->string))
-			cJSON_Delete(cJSON_DetachItemViaPointer(root, c));
+	if (!x->r->has_extras)
+		return buf_append(out, p, x->json_len); /* proven a JSON object */
+	p = skip_blank(p + 1, end);
+	for (const cJSON *c = x->root->child; c && !rc; c = c->next) {
+		m = p;
+		p = skip_value(member_value(p, end), end);
+		if (!is_extra_name(x->r, c->string) || json_string_has_nul(m, end)) {
+			rc = buf_putc(out, out->len ? ',' : '{');
+			rc = rc ? rc : append_compact(out, m, (size_t)(p - m));
+		}
+		p = skip_blank(skip_blank(p, end) + 1, end); /* ',' */
 	}
-	if ((rc = append_json(out, &x->rb->json, root)))
-		return rc;
-	out->p[--out->len] = '\0'; /* drop the closing brace */
-	return close_with_extras(out, frag);
+	return rc ? rc : close_with_extras(out, frag);
 }
 
 static int render_vars(struct rctx *x, int64_t recv_ms, struct buf *out)
@@ -850,7 +980,6 @@ void render_buf_free(struct render_buf *rb)
 	buf_free(&rb->tenant);
 	buf_free(&rb->tmp);
 	buf_free(&rb->frag);
-	buf_free(&rb->json);
 }
 
 /* ---- printing (--check) ------------------------------------------------------------------- */

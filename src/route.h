@@ -18,8 +18,10 @@
  * A template that cannot be resolved (topic level missing, payload not JSON,
  * pointer not found, no default) makes the event a dead letter with the
  * reason. An empty topic level ("a//b": {2}) resolves to "". A pointer
- * cannot contain '|' or '}' (they end the expression). Numbers are printed
- * as cJSON prints a double (integers exact up to 2^53).
+ * cannot contain '|' or '}' (they end the expression). A number, object or
+ * array is inserted as the payload's own JSON text, blanks outside strings
+ * dropped (1e400 stays 1e400); a string holding \u0000 makes the event a
+ * dead letter (it cannot be a C string).
  *
  * Topic filters follow MQTT 3.1.1 and are checked at compile time; a
  * "$share/GROUP/" prefix is subscribed as written and matched without it.
@@ -35,7 +37,8 @@
  * template that is exactly one {/ptr} which keeps the JSON type of the value
  * it finds. With variables = none only those extra keys are sent ("{}" when
  * there are none). A JSON object payload with no extras is sent byte for
- * byte as received.
+ * byte as received (minus blanks and a UTF-8 BOM around it); with extras its
+ * members are copied as sent, so every number and string stays exact.
  *
  * message_id = auto (default): "m2z-" + 32 hex digits of SHA-256 over
  * (route name, topic, payload), so a redelivered or replayed event gets the
@@ -72,9 +75,8 @@ struct publish_msg {
 struct render_buf {
 	struct buf name, key, id, vars, tenant, tmp;
 	struct buf frag;            /* extra variables being assembled */
-	struct buf json;            /* cJSON prints values here */
 };
-#define RENDER_BUF_INIT { BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT }
+#define RENDER_BUF_INIT { BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT }
 void render_buf_free(struct render_buf *rb);
 
 /* Compile every route of CFG. On a bad template or topic filter returns
@@ -112,6 +114,12 @@ int routes_render(const struct routes *rt, size_t i, const char *topic,
 /* RFC 6901 lookup, exposed for tests. ROOT is a cJSON*; returns the item or
  * NULL. */
 void *json_pointer_get(void *root, const char *ptr, size_t ptrlen);
+
+/* The same, and *VALUE, *VALUELEN = the item's JSON text as sent, inside
+ * TEXT: the document ROOT was parsed from, without leading or trailing
+ * blanks. A key holding \u0000 is never matched. */
+void *json_pointer_text(void *root, const char *text, size_t textlen, const char *ptr, size_t ptrlen,
+			const char **value, size_t *valuelen);
 
 /* ---- templates over one JSON document (the job worker) -------------------
  * The same syntax with only literals and {/ptr} (with |default) allowed;

@@ -3,6 +3,7 @@
 
 import hashlib
 import json
+import pathlib
 import re
 
 import pytest
@@ -404,3 +405,49 @@ def test_usage_errors_exit_2(m2z_bin, good_conf):
     assert util.run_cli([]).returncode == 2
     assert util.run_cli(["--no-such-option", "-c", good_conf]).returncode == 2
     assert util.run_cli(["--dry-run", "-c", good_conf, "--topic", "a/b"]).returncode == 2
+
+
+# ---------------------------------------------------------------- README examples
+
+def readme_block(after):
+    """The first ```ini block after the heading AFTER in README.md."""
+    text = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = text.index(after)
+    block = text.index("```ini\n", start) + len("```ini\n")
+    return text[block:text.index("```", block)]
+
+
+def test_readme_saas_example_renders_what_it_claims(write_conf, tmp_path):
+    """Issue 9: var.plant = {1} on plant/+/pump/+/alarm gave "plant"."""
+    ini = readme_block("### Example: Camunda 8 SaaS")
+    path = write_conf(ini + "\n[spool]\ndirectory = %s\n" % (tmp_path / "spool"))
+    rc, so, se = dry(path, "plant/hamburg/pump/7/alarm", '{"serial":"P-7"}')
+    assert rc == 0, se
+    d = json.loads(so)
+    assert (d["route"], d["name"], d["correlationKey"]) == ("pump-alarm", "pump-alarm", "P-7")
+    v = d["variables"]
+    assert (v["serial"], v["plant"], v["pump"]) == ("P-7", "hamburg", "7"), v
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", v["receivedAt"]), v
+    rc, so, se = dry(path, "plant/hamburg/telemetry/pressure", '{"seq":12}')
+    assert rc == 0, se
+    d = json.loads(so)
+    assert (d["name"], d["correlationKey"], d["messageId"]) == ("telemetry-pressure", "hamburg", "hamburg-12")
+
+
+def test_dry_run_keeps_numbers_and_strings_exact(write_conf, tmp_path):
+    """Issue 8: 1e400 became null and "ab\\u0000cd" became "ab" when the
+    payload was re-serialised; now the payload's own text is passed on."""
+    conf = ("[spool]\ndirectory = %s\n[route r]\ntopic = d/+\nmessage_name = m\n"
+            "correlation_key = {1}\ntopic_variable = topic\nvar.big = {/big}\n") % (tmp_path / "spool")
+    path = write_conf(conf)
+    payload = '{"inf": 1e400, "s": "ab\\u0000cd", "big": 12345678901234567890123, "f": 0.10}'
+    rc, so, se = dry(path, "d/1", payload)
+    assert rc == 0, se
+    raw = so[so.index('"variables":'):]
+    assert '"inf":1e400' in raw and '"s":"ab\\u0000cd"' in raw and '"f":0.10' in raw, raw
+    assert '"big":12345678901234567890123' in raw and '"topic":"d/1"' in raw, raw
+    # where the string must become a key, a NUL is a dead letter naming the field
+    path = write_conf(conf.replace("correlation_key = {1}", "correlation_key = {/s}"), "nul.ini")
+    rc, so, se = dry(path, "d/1", payload)
+    assert rc != 0
+    assert "correlation_key: JSON pointer /s is a string holding \\u0000" in so + se, so + se

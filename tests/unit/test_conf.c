@@ -256,10 +256,17 @@ static void test_error_values(void **state)
 	(void)state;
 	expect_err("[spool]\n\nmax_bytes = abc\n" ROUTE,
 		   "t.ini:3: [spool] max_bytes: expected a size like 256MiB, 64KiB or 4096, got 'abc'");
-	expect_err("[zeebe]\nkeepalive = 10s\n" ROUTE, "t.ini:2: [zeebe] keepalive: 10s is below the minimum 30s "
-		   "(a bare number means milliseconds)");
-	expect_err("[zeebe]\nkeepalive = 45\n" ROUTE, "t.ini:2: [zeebe] keepalive: 45ms is below the minimum 30s "
-		   "(a bare number means milliseconds)");
+	expect_err("[zeebe]\nkeepalive = 10s\n" ROUTE, "t.ini:2: [zeebe] keepalive: 10s is below the minimum 30s");
+	/* issue 9: a duration without a unit is an error in the file */
+	expect_err("[zeebe]\nkeepalive = 45\n" ROUTE,
+		   "t.ini:2: [zeebe] keepalive: expected a duration with a unit, got '45' (45s? 45ms?)");
+	expect_err(ROUTE "ttl = 3600\n", "t.ini:5: [route r] ttl: expected a duration with a unit, got '3600' (3600s? 3600ms?)");
+	assert_int_equal(load(ROUTE "ttl = 0\n"), 0); /* zero needs no unit */
+	assert_int_equal(cfg->routes[0].ttl_ms, 0);
+	conf_free(cfg);
+	cfg = NULL;
+	assert_int_equal(load(ROUTE "ttl = 3600 s\n"), 0);
+	assert_int_equal(cfg->routes[0].ttl_ms, 3600000);
 	expect_err("[zeebe]\nmax_in_flight = 0\n" ROUTE,
 		   "t.ini:2: [zeebe] max_in_flight: expected an integer 1..10000, got 0");
 	expect_err("[zeebe]\nmax_in_flight = 10001\n" ROUTE,
@@ -269,8 +276,7 @@ static void test_error_values(void **state)
 	expect_err("[zeebe]\ninsecure = maybe\n" ROUTE, "t.ini:2: [zeebe] insecure: expected true or false, got 'maybe'");
 	expect_err("[spool]\nsync = sometimes\n" ROUTE,
 		   "t.ini:2: [spool] sync: expected one of none, group, always; got 'sometimes'");
-	expect_err("[oauth]\nrefresh_ahead = 5s\n" ROUTE, "t.ini:2: [oauth] refresh_ahead: 5s is below the minimum 10s "
-		   "(a bare number means milliseconds)");
+	expect_err("[oauth]\nrefresh_ahead = 5s\n" ROUTE, "t.ini:2: [oauth] refresh_ahead: 5s is below the minimum 10s");
 	expect_err("[mqtt]\nkeepalive = 5500ms\n" ROUTE, "t.ini:2: [mqtt] keepalive: expected whole seconds, got '5500ms'");
 	expect_err(ROUTE "qos = 3\n", "t.ini:5: [route r] qos: expected an integer 0..2, got 3");
 	expect_err(ROUTE "ttl = forever\n",
@@ -349,11 +355,39 @@ static void test_long_lines(void **state)
 	memset(p, 'c', 1000);
 	strcpy(p + 1000, "\n" ROUTE);
 	expect_err(text, "t.ini:2: expected key = value, a [section] or a comment");
-	/* a long key name cannot be handed to inih */
+	/* a long key name is just an unknown key, at its own line */
 	p = text + sprintf(text, "[mqtt]\n");
 	memset(p, 'k', 300);
 	strcpy(p + 300, " = 1\n" ROUTE);
-	expect_prefix(text, "t.ini:2: line longer than 197 bytes");
+	expect_prefix(text, "t.ini:2: unknown key 'kkkkkkkk");
+	/* a long section header and a long route name are read whole */
+	p = text + sprintf(text, "[route ");
+	memset(p, 'r', 3000);
+	strcpy(p + 3000, "]\n");
+	expect_prefix(text, "t.ini:1: route name 'rrrrrrrr");
+	/* separators: ':' works, an inline comment before '=' is no key */
+	assert_int_equal(load("[mqtt]\nhost: h1 ; c\n" ROUTE), 0);
+	assert_string_equal(cfg->mqtt.host, "h1");
+	expect_err("[mqtt]\nhost ; c = h\n" ROUTE, "t.ini:2: expected key = value, a [section] or a comment");
+	assert_int_equal(load("[route r]\ntopic = a/+\nmessage_name = m;x\ncorrelation_key = {2} ;c\n"), 0);
+	assert_string_equal(cfg->routes[0].message_name, "m;x");
+	assert_string_equal(cfg->routes[0].correlation_key, "{2}");
+	free(text);
+}
+
+/* Issue 8 item 9: the route limit is an error that names it. */
+static void test_route_limit(void **state)
+{
+	size_t cap = (CONF_MAX_ROUTES + 1) * 80 + 1;
+	char *text = malloc(cap), *p = text;
+	(void)state;
+
+	for (int i = 0; i < CONF_MAX_ROUTES; i++)
+		p += sprintf(p, "[route r%d]\ntopic = t/%d\nmessage_name = m\ncorrelation_key = k\n", i, i);
+	assert_int_equal(load(text), 0);
+	assert_int_equal(cfg->n_routes, CONF_MAX_ROUTES);
+	sprintf(p, "[route extra]\ntopic = x\nmessage_name = m\ncorrelation_key = k\n");
+	expect_err(text, "t.ini:1025: [route extra]: too many routes, the limit is 256 [route NAME] sections per file");
 	free(text);
 }
 
@@ -397,6 +431,12 @@ static void test_env_address(void **state)
 	setenv("ZEEBE_ADDRESS", "env.gw:443", 1);
 	assert_int_equal(load("[zeebe]\naddress = file.gw:26500\n" ROUTE), 0);
 	assert_string_equal(cfg->zeebe.address, "env.gw:443");
+	/* a bad value is reported naming the variable, not the file's line 2 */
+	setenv("ZEEBE_ADDRESS", "no-port", 1);
+	expect_err("[zeebe]\naddress = file.gw:26500\n" ROUTE,
+		   "t.ini: environment ZEEBE_ADDRESS: [zeebe] address: expected host:port like gateway.local:26500, "
+		   "got 'no-port'");
+	setenv("ZEEBE_ADDRESS", "env.gw:443", 1);
 	/* HOST/PORT win over ADDRESS; the missing half is 127.0.0.1 / 26500 */
 	setenv("ZEEBE_HOST", "h.example", 1);
 	assert_int_equal(load(ROUTE), 0);
@@ -549,12 +589,18 @@ static void test_oauth_half_configured(void **state)
 	expect_err("[oauth]\n\nclient_secret = x\n" ROUTE,
 		   "t.ini:3: [oauth] client_id (env ZEEBE_CLIENT_ID) is required when client_secret is set");
 	setenv("ZEEBE_CLIENT_ID", "x", 1);
-	expect_err(ROUTE, "t.ini: [oauth] client_secret (env ZEEBE_CLIENT_SECRET) is required when client_id is set");
+	expect_err(ROUTE, "t.ini: environment ZEEBE_CLIENT_ID: [oauth] client_secret (env ZEEBE_CLIENT_SECRET) "
+		   "is required when client_id is set");
 	setenv("ZEEBE_CLIENT_SECRET", "s", 1);
 	assert_int_equal(load("[zeebe]\naddress = gw.local:26500\n" ROUTE), 0);
 	assert_true(cfg->oauth.enabled);
 	assert_string_equal(cfg->oauth.audience, "gw.local");
 	expect_err("[oauth]\nurl = ftp://x\n" ROUTE, "t.ini:2: [oauth] url: expected an https:// URL, got 'ftp://x'");
+	/* issue 8 item 9: a bad environment value names the variable, not a line */
+	setenv("ZEEBE_AUTHORIZATION_SERVER_URL", "ftp://y", 1);
+	expect_err("[oauth]\nurl = https://x\n" ROUTE,
+		   "t.ini: environment ZEEBE_AUTHORIZATION_SERVER_URL: [oauth] url: expected an https:// URL, got 'ftp://y'");
+	unsetenv("ZEEBE_AUTHORIZATION_SERVER_URL");
 	/* http:// and insecure are warnings, not errors */
 	assert_int_equal(load("[zeebe]\ninsecure = true\n[oauth]\nurl = http://kc/token\n" ROUTE), 0);
 }
@@ -568,7 +614,7 @@ static void test_cross_field(void **state)
 		   "t.ini:3: [spool] segment_bytes must not exceed max_bytes");
 	expect_err("[spool]\nmax_bytes = 1MiB\n" ROUTE, "t.ini: [spool] segment_bytes must not exceed max_bytes");
 	expect_err("[spool]\ngroup_commit = 0\n" ROUTE,
-		   "t.ini:2: [spool] group_commit: 0 is below the minimum 1ms (a bare number means milliseconds)");
+		   "t.ini:2: [spool] group_commit: 0 is below the minimum 1ms");
 	expect_err("[forward]\nretry_initial = 1m\nretry_max = 1s\n" ROUTE,
 		   "t.ini:2: [forward] retry_initial must not exceed retry_max");
 	expect_err("[mqtt]\ncert_file = c.pem\n" ROUTE, "t.ini:2: [mqtt] cert_file and key_file go together");
@@ -625,7 +671,8 @@ static void test_print(void **state)
 	assert_printed(text, "message_id = auto", "default");
 	assert_printed(text, "var.x = {1}", "t.ini:9");
 	/* the printed config is itself a valid config with the same values */
-	assert_int_equal(conf_load_string("printed", text, &again, err, sizeof(err)), 0);
+	if (conf_load_string("printed", text, &again, err, sizeof(err)) != 0)
+		fail_msg("the printed config does not load: %s\n%s", err, text);
 	assert_string_equal(again->zeebe.address, cfg->zeebe.address);
 	assert_int_equal(again->routes[0].ttl_ms, 90000);
 	assert_string_equal(again->oauth.audience, cfg->oauth.audience);
@@ -689,6 +736,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_error_values, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_error_missing_and_duplicates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_lines, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_route_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crlf_and_bom, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_load_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_env_address, setup, teardown),

@@ -336,7 +336,7 @@ static void test_conf_credentials_file_errors(void **state)
 	path = write_tmp("ZEEBE_ADDRESS=grpcs://gw/path\n");
 	snprintf(ini, sizeof(ini), "[zeebe]\ncredentials_file = %s\n" ROUTE, path);
 	assert_null(load(ini, err, sizeof(err)));
-	snprintf(want, sizeof(want), "t.ini: %s:1 (ZEEBE_ADDRESS): expected host:port after the scheme "
+	snprintf(want, sizeof(want), "t.ini: %s:1 (ZEEBE_ADDRESS): [zeebe] address: expected host:port after the scheme "
 		 "(no path), got 'grpcs://gw/path'", path);
 	assert_string_equal(err, want);
 	unlink(path);

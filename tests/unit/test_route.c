@@ -16,6 +16,8 @@
 #include "log.h"
 #include "route.h"
 
+#include <cjson/cJSON.h>
+
 static struct config *cfg;
 static struct routes *rt;
 static struct render_buf rb = RENDER_BUF_INIT;
@@ -271,6 +273,74 @@ static void test_variables(void **state)
 	V("[1]", "{\"value\":\"dev\"}");
 }
 
+/* Issue 8 item 8: what is re-serialised is the payload's own text, so a
+ * number cJSON cannot hold (1e400, 12345678901234567890123) or a string
+ * holding \u0000 reaches the gateway unchanged; where a value must become
+ * a C string (a key, a name) a NUL makes the event a dead letter. */
+static void test_values_kept_exact(void **state)
+{
+	(void)state;
+	/* topic_variable forces the payload object to be rebuilt */
+	build1("topic_variable = topic\nvar.n2 = {/n}\nvar.s2 = {/s}\n");
+	V("{\"n\": 1e400, \"s\": \"ab\\u0000cd\", \"b\": 12345678901234567890123, \"f\": 0.1, \"g\": 1.50}",
+	  "{\"n\":1e400,\"s\":\"ab\\u0000cd\",\"b\":12345678901234567890123,\"f\":0.1,\"g\":1.50,"
+	  "\"topic\":\"dev/1\",\"n2\":1e400,\"s2\":\"ab\\u0000cd\"}");
+	build1("topic_variable = topic\n");
+	/* a key holding \u0000 is kept, never taken for an extra's name */
+	V("{\"topic\\u0000x\":[1, {\"d\" : -0.0}],\"topic\":2}",
+	  "{\"topic\\u0000x\":[1,{\"d\":-0.0}],\"topic\":\"dev/1\"}");
+	/* blanks inside strings survive the compaction */
+	V("{\"a\" :\t\" x , } \" }", "{\"a\":\" x , } \",\"topic\":\"dev/1\"}");
+	/* a UTF-8 BOM (which cJSON skips) is not sent */
+	V("\xEF\xBB\xBF{\"a\":1}", "{\"a\":1,\"topic\":\"dev/1\"}");
+	build1("");
+	V("\xEF\xBB\xBF {\"a\":1} ", "{\"a\":1}");
+
+	/* numbers in string templates: the digits as sent */
+	key_is("{/n}", "a", "{\"n\":12345678901234567890123}", "12345678901234567890123");
+	key_is("x{/n}", "a", "{\"n\":1e400}", "x1e400");
+	key_is("{/n}", "a", "{\"n\":1.50}", "1.50");
+	key_is("{/o}", "a", "{\"o\": { \"k\" : [ 1e400 , \"a b\" ] } }", "{\"k\":[1e400,\"a b\"]}");
+	/* a string with NUL cannot be a key: dead letter naming the field */
+	build1("");
+	key_is("{/s}", "a", "{\"s\":\"ab\\\\u0000\"}", "ab\\u0000"); /* an escaped backslash, no NUL */
+	assert_int_equal(build("[route t]\ntopic = #\nmessage_name = n\ncorrelation_key = k-{/s}\n"), 0);
+	assert_int_equal(render("a", "{\"s\":\"ab\\u0000cd\"}"), M2Z_ERR_PARSE);
+	assert_non_null(strstr(reason, "correlation_key: JSON pointer /s is a string holding \\u0000"));
+	/* a pointer through a key holding NUL finds nothing */
+	assert_int_equal(build("[route t]\ntopic = #\nmessage_name = n\ncorrelation_key = {/ab|none}\n"), 0);
+	assert_int_equal(render("a", "{\"ab\\u0000\":\"x\"}"), 0);
+	assert_string_equal(msg.correlation_key, "none");
+}
+
+static void test_json_pointer_text(void **state)
+{
+	static const char doc[] = "{\"a\":[10, {\"b/c\" :  \"v\" }], \"m~n\":1e400, \"e\":{}}";
+	void *root = cJSON_Parse(doc);
+	const char *v;
+	size_t n;
+
+	(void)state;
+	assert_non_null(json_pointer_text(root, doc, strlen(doc), "/a/1/b~1c", 9, &v, &n));
+	assert_int_equal(n, 3);
+	assert_memory_equal(v, "\"v\"", 3);
+	assert_non_null(json_pointer_text(root, doc, strlen(doc), "/m~0n", 5, &v, &n));
+	assert_memory_equal(v, "1e400", n);
+	assert_non_null(json_pointer_text(root, doc, strlen(doc), "/a", 2, &v, &n));
+	assert_memory_equal(v, "[10, {\"b/c\" :  \"v\" }]", n);
+	assert_non_null(json_pointer_text(root, doc, strlen(doc), "/e", 2, &v, &n));
+	assert_memory_equal(v, "{}", n);
+	assert_non_null(json_pointer_text(root, doc, strlen(doc), "", 0, &v, &n));
+	assert_int_equal(n, strlen(doc));
+	assert_null(json_pointer_text(root, doc, strlen(doc), "/a/2", 4, &v, &n));
+	assert_null(json_pointer_text(root, doc, strlen(doc), "/a/01", 5, &v, &n));
+	/* fuzz_jsonptr, first input: without a text, "" is the root (no
+	 * arithmetic on the NULL text: UBSan's pointer-overflow) */
+	assert_ptr_equal(json_pointer_get(root, "", 0), root);
+	assert_ptr_equal(json_pointer_get(root, "/m~0n", 5), json_pointer_text(root, doc, strlen(doc), "/m~0n", 5, &v, &n));
+	cJSON_Delete(root);
+}
+
 static void test_message_id(void **state)
 {
 	char first[64];
@@ -391,6 +461,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_big_values, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_first_match_wins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_variables, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_values_kept_exact, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_json_pointer_text, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_message_id, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fields_and_tenant, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_size_limit, setup, teardown),
