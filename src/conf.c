@@ -1510,16 +1510,16 @@ static void check_ca_file(struct parse_ctx *c, const char *section, const char *
 		return;
 	f = fopen(path, "r");
 	if (!f) {
-		fail(c, seen_line(c, section, key), "[%s] %s: cannot read the CA file '%s': %s",
-		     section, key, path, strerror(errno));
+		fail_opt(c, section, key, "[%s] %s: cannot read the CA file '%s': %s",
+			 section, key, path, strerror(errno));
 		return;
 	}
 	n = fread(head, 1, sizeof(head) - 1, f);
 	fclose(f);
 	head[n] = '\0';
 	if (!strstr(head, "-----BEGIN CERTIFICATE-----"))
-		fail(c, seen_line(c, section, key), "[%s] %s: expected a PEM certificate file "
-		     "(-----BEGIN CERTIFICATE-----), got '%s'", section, key, path);
+		fail_opt(c, section, key, "[%s] %s: expected a PEM certificate file "
+			 "(-----BEGIN CERTIFICATE-----), got '%s'", section, key, path);
 }
 
 static void check_ops(struct parse_ctx *c)

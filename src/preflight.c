@@ -125,10 +125,8 @@ int preflight_files(const struct config *cfg, FILE *err)
 {
 	int bad = 0;
 
-	if (!cfg->zeebe.insecure)
-		bad += check_pem(cfg, "zeebe", "ca_certificate", cfg->zeebe.ca_certificate, err);
-	if (cfg->oauth.enabled)
-		bad += check_pem(cfg, "oauth", "ca_certificate", cfg->oauth.ca_certificate, err);
+	/* The gateway's and the token endpoint's CA files are checked by
+	 * conf_load() itself (a configuration error at start too). */
 	if (cfg->mqtt.tls) {
 		bad += check_pem(cfg, "mqtt", "ca_file", cfg->mqtt.ca_file, err);
 		bad += check_pem(cfg, "mqtt", "cert_file", cfg->mqtt.cert_file, err);
