@@ -526,6 +526,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_CONFIG;
 	}
+	log_detect_journal();
 	if (level && log_level_parse(level) < 0) {
 		fprintf(stderr, "--log-level: expected error, warn, info or debug, got '%s'\n", level);
 		return EXIT_CONFIG;

@@ -68,12 +68,14 @@ def fill(path, name="filler"):
 # ---------------------------------------------------------------- full disk
 
 def test_full_disk_holds_and_loses_nothing(agent, gateway, publish, small_fs):
-    """2 MiB spool filesystem, gateway down, 8,000 QoS 1 events: the spool
+    """(reserve = 0 here and below: the tests fill the disk for real; with the
+    default reserve the spool reports full first and on_full applies.)
+    2 MiB spool filesystem, gateway down, 8,000 QoS 1 events: the spool
     fills the disk, the agent holds the MQTT acknowledgement (the broker
     keeps the rest); when the gateway is back and the disk grows, every
     event arrives exactly once (or as a counted duplicate)."""
     spool = small_fs("2m")
-    a = agent(routes=ROUTE, spool_dir=spool, sections={"spool": {"sync": "none"}})
+    a = agent(routes=ROUTE, spool_dir=spool, sections={"spool": {"sync": "none", "reserve": "0"}})
     gateway.set_unavailable(True)
     n = 8000
     msgs = events(n)
@@ -104,7 +106,7 @@ def test_read_only_spool_holds_then_resumes(agent, gateway, publish, small_fs):
     Small segments make the agent create one every few events."""
     spool = small_fs("16m")
     a = agent(routes=ROUTE, spool_dir=spool,
-              sections={"spool": {"sync": "none", "segment_bytes": "1KiB"}})
+              sections={"spool": {"sync": "none", "segment_bytes": "1KiB", "reserve": "0"}})
     first = events(100)
     publish.many(first)
     wait_all_ok(gateway, 100)
@@ -132,7 +134,7 @@ def test_dead_letter_on_full_disk_held_then_written(agent, gateway, publish, sma
     gateway (INVALID_ARGUMENT) the spool record is kept. Once space frees,
     both lines are written, and events behind them are delivered."""
     spool = small_fs("1m")
-    a = agent(routes=ROUTE, spool_dir=spool, sections={"spool": {"sync": "none"}})
+    a = agent(routes=ROUTE, spool_dir=spool, sections={"spool": {"sync": "none", "reserve": "0"}})
     # 1. an event the gateway will reject, spooled while there is room
     gateway.set_unavailable(True)
     publish("dev/d1/ev", {"seq": 0, "key": "kx"})
@@ -195,7 +197,7 @@ def test_stop_while_holding_exits_without_ack(agent, gateway, publish, small_fs)
     """SIGTERM while an event is held: the agent exits promptly without
     acknowledging it; the broker hands it to the next run, which delivers it."""
     spool = small_fs("1m")
-    a = agent(routes=ROUTE, spool_dir=spool, sections={"spool": {"sync": "none"}})
+    a = agent(routes=ROUTE, spool_dir=spool, sections={"spool": {"sync": "none", "reserve": "0"}})
     publish("dev/d1/ev", {"seq": 0, "key": "k0"})
     wait_all_ok(gateway, 1)
     fill(spool)
