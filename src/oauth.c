@@ -368,6 +368,19 @@ void oauth_pace_ok(struct oauth_pace *p)
 	p->streak = 0;
 }
 
+/* Days since 1970-01-01 of a proleptic Gregorian date, in 64 bits: timegm()
+ * overflows a 32-bit time_t (armhf) for dates after 2038. */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+	int64_t era, yoe, doy;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+}
+
 static int64_t parse_http_date(const char *v)
 {
 	static const char *const fmts[] = {
@@ -383,7 +396,8 @@ static int64_t parse_http_date(const char *v)
 		memset(&tm, 0, sizeof(tm));
 		end = strptime(v, fmts[i], &tm);
 		if (end && *end == '\0')
-			return (int64_t)timegm(&tm) * 1000;
+			return ((days_from_civil((int64_t)tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday) * 24 +
+				 tm.tm_hour) * 3600 + tm.tm_min * 60 + tm.tm_sec) * 1000;
 	}
 	return -1;
 }

@@ -76,8 +76,17 @@ def test_arm64_package_installs_with_its_depends_and_runs(tmp_path):
     qemu = ["qemu-aarch64", "-L", str(root), str(binp)]
     r = run(qemu + ["--version"], timeout=120)
     assert r.stdout.strip() == "mqtt2zeebe " + VERSION
-    r = run(qemu + ["--check", "-c", str(root / "etc/mqtt2zeebe/mqtt2zeebe.ini")], timeout=120,
-            env={"PATH": os.environ["PATH"]})
+    # --check also checks that the spool directory is writable. qemu's -L
+    # finds /var/lib/mqtt2zeebe inside the root for stat() but not for
+    # access(), so the copy checked here names the root's state directory
+    # (installed by the package) by its host path; nothing else changes.
+    ini = (root / "etc/mqtt2zeebe/mqtt2zeebe.ini").read_text()
+    assert ";directory = /var/lib/mqtt2zeebe\n" in ini
+    assert (root / "var/lib/mqtt2zeebe").is_dir()
+    checked = tmp_path / "installed.ini"
+    checked.write_text(ini.replace(";directory = /var/lib/mqtt2zeebe\n",
+                                   "directory = %s\n" % (root / "var/lib/mqtt2zeebe"), 1))
+    r = run(qemu + ["--check", "-c", str(checked)], timeout=120, env={"PATH": os.environ["PATH"]})
     assert r.stdout.rstrip().endswith(": OK"), r.stdout
     for f in ("usr/share/man/man8/mqtt2zeebe.8.gz", "usr/share/man/man5/mqtt2zeebe.ini.5.gz",
               "lib/systemd/system/mqtt2zeebe.service", "usr/lib/sysusers.d/mqtt2zeebe.conf",
