@@ -633,7 +633,9 @@ static void *run(void *arg)
 			break;
 		}
 		forward_step(fw);
-		timeout = next_timeout(fw, fw->h.clock_ms(), 1000);
+		/* Idle, the loop still turns every 2 s: its heartbeat (health's
+		 * stall check allows 5 s) and the spool's max_age. */
+		timeout = next_timeout(fw, fw->h.clock_ms(), 2000);
 		if (fw->in_flight > 0 && timeout > ACK_LAG_MS)
 			timeout = ACK_LAG_MS;   /* completions not waking us */
 		pthread_mutex_unlock(&fw->step_mu);

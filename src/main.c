@@ -79,9 +79,9 @@
 #define READY_WAIT_MS 10000
 /* The main thread's tick: TICK_MS while something changed in the last
  * TICK_BUSY_MS (start-up, a peer coming or going), TICK_IDLE_MS otherwise -
- * an idle agent wakes once a second here, not four times. */
+ * an idle agent wakes every 2 s here, not four times a second. */
 #define TICK_MS 250
-#define TICK_IDLE_MS 1000
+#define TICK_IDLE_MS 2000
 #define TICK_BUSY_MS 5000
 
 struct agent {
@@ -435,9 +435,13 @@ static int run(struct agent *ag)
 			if (wd > 0 && wd / 4 < every)
 				every = wd / 4 > TICK_MS ? wd / 4 : TICK_MS;
 			next_tick = now + every;
-			tick.tv_sec = every / 1000;
-			tick.tv_nsec = (every % 1000) * 1000000L;
 		}
+		/* Sleep until the next tick, not a full period from here. */
+		every = next_tick - mono_ms();
+		if (every < 1)
+			every = 1;
+		tick.tv_sec = every / 1000;
+		tick.tv_nsec = (every % 1000) * 1000000L;
 		if (sig < 0)
 			continue;
 		if (sig == SIGHUP) {
