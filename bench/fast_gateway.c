@@ -12,8 +12,12 @@
  * every 50 ms while counts change and at exit (SIGTERM):
  *   {"count":N,"rejected":N,"first":S,"last":S}
  * and at exit FILE.lat gets one latency (ms) per line.
+ * --delay-ms D holds every answer D ms after the request arrived, like a
+ * gateway far away (Camunda SaaS: tens of ms per round trip); calls stay
+ * concurrent (up to SLOTS at once).
  *
- * Usage: m2z-fast-gateway --port-file F --cert C --key K --tokens T --stats S */
+ * Usage: m2z-fast-gateway --port-file F --cert C --key K --tokens T --stats S
+ *          [--delay-ms D] */
 #include <errno.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
@@ -43,6 +47,7 @@ struct slot {
 	grpc_status_code status;
 	grpc_slice status_details;
 	int cancelled;
+	double due;                 /* --delay-ms: answer at this time */
 };
 
 static grpc_server *server;
@@ -55,6 +60,11 @@ static double first_s, last_s;
 static float *lat_ms;
 static long n_lat;
 static volatile sig_atomic_t stop;
+static double delay_s;
+/* Requests read and waiting for their answer, oldest first: the delay is
+ * the same for all, so a FIFO ring is in due order. */
+static struct slot *held[SLOTS];
+static int held_head, held_n;
 
 static double mono_s(void)
 {
@@ -271,6 +281,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--key")) keyf = argv[i + 1];
 		else if (!strcmp(argv[i], "--tokens")) tokens_path = argv[i + 1];
 		else if (!strcmp(argv[i], "--stats")) stats_path = argv[i + 1];
+		else if (!strcmp(argv[i], "--delay-ms")) delay_s = atof(argv[i + 1]) / 1000.0;
 	}
 	if (!port_file || !cert || !keyf || !tokens_path || !stats_path) {
 		fprintf(stderr, "usage: %s --port-file F --cert C --key K --tokens T --stats S\n", argv[0]);
@@ -305,8 +316,17 @@ int main(int argc, char **argv)
 		rename(tmp, port_file);
 	}
 	while (!stop) {
+		double wait_s = 0.05;
+		for (double now = mono_s(); held_n && held[held_head]->due <= now; held_n--) {
+			respond(held[held_head]);
+			held_head = (held_head + 1) % SLOTS;
+		}
+		if (held_n && held[held_head]->due - mono_s() < wait_s)
+			wait_s = held[held_head]->due - mono_s();
+		if (wait_s < 0)
+			wait_s = 0;
 		grpc_event ev = grpc_completion_queue_next(cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-						gpr_time_from_millis(50, GPR_TIMESPAN)), NULL);
+						gpr_time_from_micros((int64_t)(wait_s * 1e6), GPR_TIMESPAN)), NULL);
 		if (ev.type == GRPC_OP_COMPLETE) {
 			struct slot *s = ev.tag;
 			if (!ev.success && s->state != FINISHING) {
@@ -315,6 +335,9 @@ int main(int argc, char **argv)
 				finish(s);
 			} else if (s->state == REQUESTED) {
 				read_message(s);
+			} else if (s->state == READING && delay_s > 0) {
+				s->due = mono_s() + delay_s;
+				held[(held_head + held_n++) % SLOTS] = s;
 			} else if (s->state == READING) {
 				respond(s);
 			} else {

@@ -5,9 +5,12 @@
  *
  * Usage: m2z-limit --address HOST:PORT --ca FILE [--count N] [--window W]
  *          [--keys K] [--token-url URL --client-id ID --client-secret S
- *          --audience A]
- * Prints one JSON object: sent, ok, errors, seconds, calls_per_s, cpu_s,
+ *          --audience A] [--rate R]
+ * --rate R paces the calls at R per second (0: as fast as the window lets). 
+ * Prints one JSON object: sent, ok, errors, seconds, calls_per_s, cpu_s and
+ * ctx_switches (both over the call loop only, not the start-up),
  * max_rss_kb. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +47,12 @@ static void done(void *arg, const struct zeebe_result *res)
 	pthread_mutex_unlock(&lock);
 }
 
+static double cpu_of(const struct rusage *ru)
+{
+	return (double)ru->ru_utime.tv_sec + (double)ru->ru_utime.tv_usec / 1e6 +
+	       (double)ru->ru_stime.tv_sec + (double)ru->ru_stime.tv_usec / 1e6;
+}
+
 static const char *arg(int argc, char **argv, const char *name, const char *dflt)
 {
 	for (int i = 1; i + 1 < argc; i++)
@@ -58,11 +67,12 @@ int main(int argc, char **argv)
 	long window = atol(arg(argc, argv, "--window", "64"));
 	long keys = atol(arg(argc, argv, "--keys", "1000"));
 	const char *url = arg(argc, argv, "--token-url", NULL);
+	double rate = atof(arg(argc, argv, "--rate", "0"));
 	struct oauth *oa = NULL;
 	struct zeebe *zb;
 	char err[256], name[] = "device-event", key[32], id[48], vars[256], tenant[] = "";
 	uint8_t buf[1024];
-	struct rusage ru;
+	struct rusage ru, ru0;
 	double t0, t1;
 
 	if (url) {
@@ -88,11 +98,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "limit: %s\n", err);
 		return 1;
 	}
+	getrusage(RUSAGE_SELF, &ru0);
 	t0 = now_s();
 	for (long i = 0; i < count; i++) {
 		GatewayProtocol__PublishMessageRequest req = GATEWAY_PROTOCOL__PUBLISH_MESSAGE_REQUEST__INIT;
 		size_t len;
 
+		if (rate > 0) {
+			double at = t0 + (double)i / rate;
+			struct timespec ts = { (time_t)at, (long)((at - (double)(time_t)at) * 1e9) };
+			while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+				;
+		}
 		snprintf(key, sizeof(key), "k%ld", i % keys);
 		snprintf(id, sizeof(id), "limit-%ld", i);
 		snprintf(vars, sizeof(vars), "{\"seq\":%ld,\"key\":\"%s\",\"t\":%.6f,\"pad\":\"%s\"}",
@@ -121,14 +138,13 @@ int main(int argc, char **argv)
 		pthread_cond_wait(&cond, &lock);
 	pthread_mutex_unlock(&lock);
 	t1 = now_s();
+	getrusage(RUSAGE_SELF, &ru);
 	zeebe_free(zb);
 	if (oa)
 		oauth_free(oa);
-	getrusage(RUSAGE_SELF, &ru);
 	printf("{\"sent\":%ld,\"ok\":%ld,\"errors\":%ld,\"seconds\":%.3f,\"calls_per_s\":%.0f,"
-	       "\"cpu_s\":%.3f,\"max_rss_kb\":%ld}\n", count, ok, errors, t1 - t0,
-	       (double)count / (t1 - t0),
-	       (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6, ru.ru_maxrss);
+	       "\"cpu_s\":%.6f,\"ctx_switches\":%ld,\"max_rss_kb\":%ld}\n", count, ok, errors,
+	       t1 - t0, (double)count / (t1 - t0), cpu_of(&ru) - cpu_of(&ru0),
+	       ru.ru_nvcsw + ru.ru_nivcsw - ru0.ru_nvcsw - ru0.ru_nivcsw, ru.ru_maxrss);
 	return errors ? 1 : 0;
 }

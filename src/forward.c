@@ -60,15 +60,24 @@ struct forward {
 	struct forward_opts o;
 	struct forward_hooks h;
 	pthread_t thread;
-	pthread_mutex_t lock;        /* guards done, kicked, stopping */
+	pthread_mutex_t lock;        /* guards done, kicked, stopping, want_done */
 	pthread_cond_t cond;
 	struct list done;
 	bool kicked;
 	bool stopping;
+	/* Wake the loop at each completion: something waits on one (the
+	 * window, a record queued behind its key, a shutdown). Otherwise
+	 * completions are taken by the next turn, at most ACK_LAG_MS late,
+	 * which saves one thread hand-off per event. */
+	bool want_done;
+	/* Held for a turn of the loop: the loop's state below is touched only
+	 * under it, by the forwarder thread or inline by forward_kick(). */
+	pthread_mutex_t step_mu;
+	bool threaded;               /* forward_start(): inline turns allowed */
 	_Atomic int64_t retry_initial_ms; /* o.retry_*, changed by a reload */
 	_Atomic int64_t retry_max_ms;
 
-	/* forwarder thread only */
+	/* under step_mu (the forwarder thread, or a kick's inline turn) */
 	struct list ready;
 	struct list wait;
 	struct pend *pool, *free_pend;
@@ -433,11 +442,15 @@ static void on_done(void *arg, const struct zeebe_result *res)
 	p->details[n] = '\0';
 	pthread_mutex_lock(&fw->lock);
 	list_push(&fw->done, p);
-	pthread_cond_signal(&fw->cond);
+	if (fw->want_done || (p->code != ZEEBE_OK && p->code != ZEEBE_ALREADY_EXISTS))
+		pthread_cond_signal(&fw->cond);
 	pthread_mutex_unlock(&fw->lock);
 }
 
 /* ---- the loop -------------------------------------------------------------- */
+
+/* Longest a completion nobody waits for stays untaken (its record unacked). */
+#define ACK_LAG_MS 200
 
 static void take_record(struct forward *fw, struct spool_rec *rec, int64_t now)
 {
@@ -561,7 +574,7 @@ static void wait_for_work(struct forward *fw, int64_t timeout_ms)
 		ts.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&fw->lock);
-	if (!fw->kicked && !fw->done.head && !fw->stopping)
+	if (!fw->kicked && !(fw->done.head && fw->want_done) && !fw->stopping)
 		pthread_cond_timedwait(&fw->cond, &fw->lock, &ts);
 	pthread_mutex_unlock(&fw->lock);
 }
@@ -588,6 +601,10 @@ void forward_step(struct forward *fw)
 	release_due(fw, now);
 	read_spool(fw, now);
 	dispatch(fw, now);
+	pthread_mutex_lock(&fw->lock);
+	/* Everything pending is in flight: a completion unblocks nothing. */
+	fw->want_done = fw->stopping || fw->npending > (size_t)fw->in_flight;
+	pthread_mutex_unlock(&fw->lock);
 }
 
 /* M2Z_TEST_STALL_FORWARDER: behave like a wedged loop (no passes, nothing
@@ -607,11 +624,22 @@ static void *run(void *arg)
 	struct forward *fw = arg;
 
 	while (!stopping(fw)) {
+		int64_t timeout;
+
 		__atomic_store_n(&fw->heartbeat, mono_ms(), __ATOMIC_RELAXED);
-		if (stall_hook(fw))
+		pthread_mutex_lock(&fw->step_mu);
+		if (stall_hook(fw)) {
+			pthread_mutex_unlock(&fw->step_mu);
 			break;
+		}
 		forward_step(fw);
-		wait_for_work(fw, next_timeout(fw, fw->h.clock_ms(), 1000));
+		/* Idle, the loop still turns every 2 s: its heartbeat (health's
+		 * stall check allows 5 s) and the spool's max_age. */
+		timeout = next_timeout(fw, fw->h.clock_ms(), 2000);
+		if (fw->in_flight > 0 && timeout > ACK_LAG_MS)
+			timeout = ACK_LAG_MS;   /* completions not waking us */
+		pthread_mutex_unlock(&fw->step_mu);
+		wait_for_work(fw, timeout);
 	}
 	return NULL;
 }
@@ -621,6 +649,7 @@ static void *run(void *arg)
 static void free_all(struct forward *fw)
 {
 	pthread_mutex_destroy(&fw->lock);
+	pthread_mutex_destroy(&fw->step_mu);
 	pthread_cond_destroy(&fw->cond);
 	free(fw->pool);
 	free(fw->kpool);
@@ -651,6 +680,7 @@ int forward_new(const struct forward_opts *opts, const struct forward_hooks *hoo
 	fw->kpool = calloc(fw->max_pending, sizeof(*fw->kpool));
 	fw->buckets = calloc(fw->nbuckets, sizeof(*fw->buckets));
 	pthread_mutex_init(&fw->lock, NULL);
+	pthread_mutex_init(&fw->step_mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&fw->cond, &ca);
@@ -695,6 +725,7 @@ int forward_start(const struct forward_opts *opts, struct forward **out)
 
 	if (rc != M2Z_OK)
 		return rc;
+	fw->threaded = true;
 	if (pthread_create(&fw->thread, NULL, run, fw) != 0) {
 		log_err("cannot start the forwarder thread");
 		free_all(fw);
@@ -715,8 +746,22 @@ void forward_peek(struct forward *fw, struct forward_peek *out)
 	out->pause_until = fw->pause_until;
 }
 
+/* The caller (the MQTT thread, after an append) turns the loop itself when
+ * the forwarder is not in a turn: the new record is sent without waking
+ * another thread. The forwarder thread is woken only when the turn left
+ * something timed (a retry, a pause) that its sleep may not cover. */
 void forward_kick(struct forward *fw)
 {
+	if (fw->threaded && pthread_mutex_trylock(&fw->step_mu) == 0) {
+		bool timed;
+
+		if (!stopping(fw))
+			forward_step(fw);
+		timed = next_timeout(fw, fw->h.clock_ms(), 1000) < 1000;
+		pthread_mutex_unlock(&fw->step_mu);
+		if (!timed)
+			return;
+	}
 	pthread_mutex_lock(&fw->lock);
 	if (!fw->kicked) {
 		fw->kicked = true;

@@ -77,7 +77,12 @@
  * is down at boot must not hold the unit in "activating" (the agent keeps
  * reconnecting, and forwards what its spool holds meanwhile). */
 #define READY_WAIT_MS 10000
+/* The main thread's tick: TICK_MS while something changed in the last
+ * TICK_BUSY_MS (start-up, a peer coming or going), TICK_IDLE_MS otherwise -
+ * an idle agent wakes every 2 s here, not four times a second. */
 #define TICK_MS 250
+#define TICK_IDLE_MS 2000
+#define TICK_BUSY_MS 5000
 
 struct agent {
 	struct config *cfg;
@@ -223,7 +228,8 @@ static void notify_tick(struct agent *ag, const struct health_snapshot *s, int64
 	}
 }
 
-static void ops_tick(struct agent *ag)
+/* Returns whether a peer state (or anything health reports) changed. */
+static bool ops_tick(struct agent *ag)
 {
 	struct health_snapshot s;
 	int64_t now = mono_ms();
@@ -243,6 +249,7 @@ static void ops_tick(struct agent *ag)
 			log_stats(ag);
 		ag->next_stats = now + ag->stats_interval_ms;
 	}
+	return changed;
 }
 
 static void set_sources(struct agent *ag)
@@ -416,13 +423,25 @@ static int run(struct agent *ag)
 	log_info("mqtt2zeebe %s forwarding %zu route(s) to %s%s", M2Z_VERSION,
 		 routes_count(ag->routes), ag->cfg->zeebe.address,
 		 ag->cfg->zeebe.insecure ? " (plaintext)" : "");
-	for (int64_t next_tick = 0;;) {
+	for (int64_t next_tick = 0, last_change = mono_ms();;) {
+		int64_t now, wd = notify_watchdog_ms(), every;
+
 		sig = sigtimedwait(&set, NULL, &tick);
 		/* Ticks keep their pace however often signals arrive. */
-		if (mono_ms() >= next_tick) {
-			next_tick = mono_ms() + TICK_MS;
-			ops_tick(ag);
+		if ((now = mono_ms()) >= next_tick) {
+			if (ops_tick(ag) || !atomic_load(&ag->subscribed))
+				last_change = now;
+			every = now - last_change < TICK_BUSY_MS ? TICK_MS : TICK_IDLE_MS;
+			if (wd > 0 && wd / 4 < every)
+				every = wd / 4 > TICK_MS ? wd / 4 : TICK_MS;
+			next_tick = now + every;
 		}
+		/* Sleep until the next tick, not a full period from here. */
+		every = next_tick - mono_ms();
+		if (every < 1)
+			every = 1;
+		tick.tv_sec = every / 1000;
+		tick.tv_nsec = (every % 1000) * 1000000L;
 		if (sig < 0)
 			continue;
 		if (sig == SIGHUP) {

@@ -258,6 +258,7 @@ struct spool {
 	pthread_cond_t tick;    /* wakes the group-commit thread to stop */
 	pthread_t thread;
 	bool thread_running, stop, closed;
+	bool group_armed;       /* the group thread's timer runs (see group_arm) */
 
 	struct seg **segs;      /* live segments, ascending first_seq; last = write */
 	size_t n_segs, segs_cap;
@@ -396,6 +397,17 @@ static int segs_push(struct spool *sp, struct seg *g)
 	return 0;
 }
 
+/* Something is unsynced now: the group-commit thread sleeps without a timer
+ * while nothing is (no idle wake-ups), so arm it. One signal per quiet ->
+ * busy transition, not per event. Under sp->mu. */
+static void group_arm(struct spool *sp)
+{
+	if (!sp->group_armed) {
+		sp->group_armed = true;
+		pthread_cond_signal(&sp->tick);
+	}
+}
+
 static void sync_dir(struct spool *sp)
 {
 	if (sp->o.sync == SPOOL_SYNC_ALWAYS) {
@@ -403,6 +415,7 @@ static void sync_dir(struct spool *sp)
 			log_err("fsync of directory %s: %s", sp->dir, strerror(errno));
 	} else {
 		sp->dir_dirty = true;   /* group thread or close does it */
+		group_arm(sp);
 	}
 }
 
@@ -558,6 +571,7 @@ static int seg_flush_acks(struct spool *sp, struct seg *g)
 	sp->ack_failing = false;
 	g->n_pend = 0;
 	g->ack_dirty = true;
+	group_arm(sp);
 	return 0;
 }
 
@@ -731,6 +745,7 @@ static int mark_done(struct spool *sp, uint64_t seq)
 		return 1;
 	if (seg_queue_ack(g, seq) < 0)
 		return M2Z_ERR_NOMEM;
+	group_arm(sp);
 	if (sp->o.sync == SPOOL_SYNC_ALWAYS) {
 		if (seg_flush_acks(sp, g) < 0)
 			return M2Z_ERR_IO;
@@ -1542,6 +1557,19 @@ static void group_commit(struct spool *sp)
 	sp->sync_failing = err != 0;
 }
 
+/* Is there anything for group_commit() to do? Under sp->mu. */
+static bool group_due(const struct spool *sp)
+{
+	bool group = sp->o.sync == SPOOL_SYNC_GROUP;
+
+	if (group && (sp->w_dirty || sp->dir_dirty))
+		return true;
+	for (size_t i = 0; i < sp->n_segs; i++)
+		if (sp->segs[i]->n_pend || (group && sp->segs[i]->ack_dirty))
+			return true;
+	return false;
+}
+
 static void *group_thread(void *arg)
 {
 	struct spool *sp = arg;
@@ -1549,6 +1577,12 @@ static void *group_thread(void *arg)
 
 	pthread_mutex_lock(&sp->mu);
 	while (!sp->stop) {
+		if (!group_due(sp)) {
+			sp->group_armed = false;
+			while (!sp->stop && !sp->group_armed)
+				pthread_cond_wait(&sp->tick, &sp->mu);
+			continue;
+		}
 		deadline_after(&ts, sp->o.group_commit_ms);
 		while (!sp->stop && pthread_cond_timedwait(&sp->tick, &sp->mu, &ts) != ETIMEDOUT)
 			;
@@ -1751,6 +1785,8 @@ int spool_append(struct spool *sp, const void *rec, size_t len, uint64_t *seq_ou
 	sp->live++;
 	sp->appended++;
 	sp->w_dirty = sp->o.sync != SPOOL_SYNC_ALWAYS;
+	if (sp->w_dirty)
+		group_arm(sp);
 	pthread_cond_signal(&sp->data);
 out:
 	pthread_mutex_unlock(&sp->mu);
