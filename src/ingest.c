@@ -96,6 +96,16 @@ static enum ingest_outcome dead_letter(struct ingest *ing, struct keep_job *job,
 	return hold_until_kept(ing, write_dead, job) == M2Z_OK ? INGEST_DEAD : INGEST_NOT_KEPT;
 }
 
+/* Our own dead letters and status document come back to us through a
+ * route on plant/# or #; routing them would nest dead letters without end. */
+static bool own_topic(const struct config *cfg, const char *topic)
+{
+	const char *dl = cfg->forward.dead_letter_topic;
+
+	return (dl && dl[0] && strcmp(topic, dl) == 0) ||
+	       (cfg->status.enabled && cfg->status.topic && strcmp(topic, cfg->status.topic) == 0);
+}
+
 static enum ingest_outcome ingest_routed(struct ingest *ing, const struct routes *rt,
 					 const char *topic, const void *payload, size_t len)
 {
@@ -107,6 +117,11 @@ static enum ingest_outcome ingest_routed(struct ingest *ing, const struct routes
 
 	STAT_INC(received);
 	crash_hook(&ing->crash_before);
+	if (own_topic(ing->o.cfg, topic)) {
+		STAT_INC(own);
+		log_debug("skipped our own publication on %s", topic);
+		return INGEST_UNROUTED;
+	}
 	job.route = routes_match(rt, topic);
 	if (job.route < 0) {
 		STAT_INC(unrouted);

@@ -307,6 +307,24 @@ oom:
 	return M2Z_ERR_NOMEM;
 }
 
+/* Ingest skips the agent's own publications (ingest.c own_topic); say so
+ * when a route would otherwise take them. */
+static void warn_own_topics(const struct config *cfg)
+{
+	const char *dl = cfg->forward.dead_letter_topic;
+	const char *st = cfg->status.enabled ? cfg->status.topic : NULL;
+
+	for (size_t i = 0; i < cfg->n_routes; i++) {
+		const struct conf_route *r = &cfg->routes[i];
+		if (dl && dl[0] && topic_matches(r->topic, dl))
+			log_warn("[route %s] topic %s matches [forward] dead_letter_topic %s: "
+				 "dead letters are not routed (skipped, counted as own)", r->name, r->topic, dl);
+		if (st && st[0] && topic_matches(r->topic, st))
+			log_warn("[route %s] topic %s matches the [status] topic %s: "
+				 "the status document is not routed (skipped, counted as own)", r->name, r->topic, st);
+	}
+}
+
 int routes_new(const struct config *cfg, struct routes **out, char *err, size_t errlen)
 {
 	struct routes *rt = calloc(1, sizeof(*rt));
@@ -322,6 +340,7 @@ int routes_new(const struct config *cfg, struct routes **out, char *err, size_t 
 			goto fail;
 	}
 	rt->n = cfg->n_routes;
+	warn_own_topics(cfg);
 	*out = rt;
 	return M2Z_OK;
 fail:
