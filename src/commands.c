@@ -192,7 +192,7 @@ static bool replay_line(struct ingest *ing, const char *line)
 	if (b64)
 		raw = base64_decode(b64, &len);
 	if (topic && (text || raw))
-		ok = ingest_message(ing, topic, raw ? (const void *)raw : text, len) == INGEST_KEPT;
+		ok = ingest_message(ing, topic, raw ? (const void *)raw : text, len, false) == INGEST_KEPT;
 	free(raw);
 	cJSON_Delete(o);
 	return ok;

@@ -346,6 +346,8 @@ static void copy_counters(struct health_snapshot *s)
 {
 	s->received = STAT_GET(received);
 	s->unrouted = STAT_GET(unrouted);
+	s->own = STAT_GET(own);
+	s->retained_skipped = STAT_GET(retained_skipped);
 	s->spooled = STAT_GET(spooled);
 	s->published = STAT_GET(published);
 	s->duplicates = STAT_GET(duplicates);

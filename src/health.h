@@ -41,6 +41,7 @@ struct health_snapshot {
 	struct health_peer_info peer[HEALTH_N_PEERS];
 	uint64_t received, unrouted, spooled, published, duplicates, retries;
 	uint64_t dead_lettered, dropped, rejected;
+	uint64_t own, retained_skipped;
 	uint64_t latency_bucket[STATS_N_BOUNDS + 1];
 	uint64_t latency_sum_ms;
 	uint64_t backlog_events, backlog_bytes, spool_max_bytes;

@@ -351,6 +351,11 @@ fail:
 size_t routes_count(const struct routes *rt) { return rt->n; }
 const char *routes_name(const struct routes *rt, size_t i) { return rt->r[i].cr->name; }
 const char *routes_filter(const struct routes *rt, size_t i) { return rt->r[i].cr->topic; }
+bool routes_forward_retained(const struct routes *rt, size_t i)
+{
+	return rt->r[i].cr->retained == 1;
+}
+
 int routes_qos(const struct routes *rt, size_t i) { return rt->r[i].cr->qos; }
 
 int routes_match(const struct routes *rt, const char *topic)
