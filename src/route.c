@@ -1101,11 +1101,32 @@ bool doc_tmpl_single_ptr(const struct doc_tmpl *d)
 }
 
 /* A value put into one topic level: non-empty, no level separator and no
- * wildcard (a variable must not be able to widen where we publish). */
+ * wildcard (a variable must not be able to widen where we publish), valid
+ * UTF-8 without control characters (MQTT 3.1.1 4.7.3; the broker would
+ * refuse the publish, or a device log would show a forged line). */
 static bool level_value_ok(const char *s, size_t n)
 {
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
 	return n > 0 && !memchr(s, '/', n) && !memchr(s, '+', n) && !memchr(s, '#', n) &&
-	       !memchr(s, '\0', n);
+	       utf8_valid(s, n);
+}
+
+/* Up to 64 bytes of S as printable ASCII (others as \xHH) into OUT[300]. */
+static const char *printable(const char *s, size_t n, char *out)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n && i < 64; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c < 0x7f)
+			out[o++] = (char)c;
+		else
+			o += (size_t)snprintf(out + o, 5, "\\x%02x", c);
+	}
+	out[o] = '\0';
+	return out;
 }
 
 int doc_tmpl_render(const struct doc_tmpl *d, void *root, unsigned flags, struct render_buf *rb,
@@ -1129,11 +1150,13 @@ int doc_tmpl_render(const struct doc_tmpl *d, void *root, unsigned flags, struct
 			return rc;
 		}
 		if ((flags & DOC_TMPL_TOPIC) && t->segs[i].kind != SEG_LIT &&
-		    !level_value_ok(out->p + at, out->len - at))
+		    !level_value_ok(out->p + at, out->len - at)) {
+			char shown[300];
 			return why(&x, M2Z_ERR_INVAL, t->field,
-				   "{%.*s} gave '%.*s': a value in a topic must be non-empty and "
-				   "free of '/', '+' and '#'", (int)t->segs[i].len, t->segs[i].text,
-				   (int)(out->len - at > 64 ? 64 : out->len - at), out->p + at);
+				   "{%.*s} gave '%s': a value in a topic must be non-empty UTF-8 without "
+				   "control characters and free of '/', '+' and '#'", (int)t->segs[i].len,
+				   t->segs[i].text, printable(out->p + at, out->len - at, shown));
+		}
 	}
 	return M2Z_OK;
 }
