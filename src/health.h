@@ -32,7 +32,7 @@ enum health_state { HEALTH_UNKNOWN = 0, HEALTH_UP, HEALTH_DOWN, HEALTH_OFF };
 struct health_peer_info {
 	enum health_state state;
 	int64_t since_ms;           /* wall clock of the last change, 0 = never */
-	char reason[200];           /* why (DOWN) or what (UP); "" if none */
+	char reason[400];           /* why (DOWN) or what (UP); "" if none */
 };
 
 /* A consistent copy of everything worth reporting. */
