@@ -67,5 +67,7 @@ def test_retained_message_forwarded_when_asked(agent, broker, gateway, publish):
     a = _retained_case(agent, broker, gateway, publish, "forward")
     util.wait_until(lambda: "7" in [util.field(r, "correlationKey") for r in util.gw_requests(gateway)],
                     what="retained event forwarded")
-    s = a.wait_stats(lambda s: s["retained_skipped"] == 0 and s["published"] + s["duplicates"] >= 3)
-    assert s["published"] == 2          # 7 once (repeats are duplicates by message id), 8 once
+    s = a.wait_stats(lambda s: s["published"] >= 2 and s["duplicates"] >= 1)
+    assert s["published"] == 2 and s["retained_skipped"] == 0, s
+    # 7 came again on each (re)subscribe; Zeebe saw it once (same message id)
+    assert [util.field(r, "correlationKey") for r in util.gw_requests(gateway)].count("7") == 1
