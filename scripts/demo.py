@@ -64,8 +64,9 @@ def wait_for_line(path, text, proc, timeout=20):
 SAMPLES = [
     ("plant/hamburg/pump/7/telemetry", {"serial": "P-0007", "rpm": 1480, "temp": 61.5}),
     ("plant/hamburg/pump/9/telemetry", {"serial": "P-0009", "rpm": 0, "fault": "dry-run"}),
-    ("plant/bremen/door/3", "open"),
-    ("plant/bremen/door/3", "closed"),
+    ("plant/bremen/door/3", {"state": "open", "seq": 41}),
+    ("plant/bremen/door/3", {"state": "closed", "seq": 42}),
+    ("plant/bremen/door/3", {"state": "open", "seq": 43}),     # same state again: a new event
     ("plant/hamburg/pump/7/telemetry", {"serial": "P-0007", "rpm": 1495, "temp": 63.0}),
     # No "serial": the correlation key cannot be resolved -> dead letter.
     ("plant/hamburg/pump/8/telemetry", {"rpm": 12}),

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 
 #include "conf.h"
 #include "credentials.h"
@@ -178,8 +180,9 @@ int cmd_check_connection(const struct config *cfg)
 
 /* ---- --replay-dead-letters ------------------------------------------------------ */
 
-/* One dead-letter line through ingest; true when it is in the spool. */
-static bool replay_line(struct ingest *ing, const char *line)
+/* One dead-letter line through ingest; true when it is in the spool. Else
+ * *WHY says why, or is NULL when ingest wrote a new dead letter for it. */
+static bool replay_line(struct ingest *ing, const char *line, const char **why)
 {
 	cJSON *o = cJSON_Parse(line);
 	const char *topic = cJSON_GetStringValue(cJSON_GetObjectItem(o, "topic"));
@@ -187,22 +190,39 @@ static bool replay_line(struct ingest *ing, const char *line)
 	const char *b64 = cJSON_GetStringValue(cJSON_GetObjectItem(o, "payload_base64"));
 	unsigned char *raw = NULL;
 	size_t len = text ? strlen(text) : 0;
-	bool ok = false;
+	enum ingest_outcome out = INGEST_NOT_KEPT;
 
 	if (b64)
 		raw = base64_decode(b64, &len);
-	if (topic && (text || raw))
-		ok = ingest_message(ing, topic, raw ? (const void *)raw : text, len) == INGEST_KEPT;
+	if (!o)
+		*why = "not a JSON object (unparseable or truncated line)";
+	else if (!topic)
+		*why = "no \"topic\"";
+	else if (b64 && !raw)
+		*why = "payload_base64 is not valid base64";
+	else if (!text && !raw)
+		*why = cJSON_IsTrue(cJSON_GetObjectItem(o, "payload_omitted"))
+			       ? "payload_omitted: the payload was not kept, it cannot be replayed"
+			       : "no \"payload\" or \"payload_base64\"";
+	else
+		out = ingest_message(ing, topic, raw ? (const void *)raw : text, len, false);
+	if (o && topic && (text || raw))
+		*why = out == INGEST_DEAD ? NULL : out == INGEST_UNROUTED ? "no route matches its topic"
+		     : out == INGEST_SKIPPED ? "skipped (an own topic of the agent)"
+		     : out == INGEST_REJECTED ? "spool full" : "not written to the spool";
 	free(raw);
 	cJSON_Delete(o);
-	return ok;
+	return out == INGEST_KEPT;
 }
 
 int cmd_replay(const struct config *cfg, const struct routes *rt, const char *file)
 {
 	FILE *in = fopen(file, "r");
 	char *line = NULL, failed[4096];
-	size_t cap = 0, ok = 0, bad = 0;
+	size_t cap = 0, ok = 0, bad = 0, lineno = 0;
+	FILE *raw_failed = NULL;
+	struct stat st;
+	ssize_t n;
 	struct spool *spool = NULL;
 	struct deadletter *dead = NULL, *still = NULL;
 	struct ingest *ing = NULL;
@@ -211,6 +231,11 @@ int cmd_replay(const struct config *cfg, const struct routes *rt, const char *fi
 	if (!in) {
 		fprintf(stderr, "%s: %s\n", file, strerror(errno));
 		return 1;
+	}
+	if (fstat(fileno(in), &st) != 0 || !S_ISREG(st.st_mode)) {
+		fprintf(stderr, "%s: not a regular file; expected a dead-letter file (JSON lines)\n", file);
+		fclose(in);
+		return 2;
 	}
 	snprintf(failed, sizeof(failed), "%s.failed", file);
 	if (open_storage(cfg, NULL, NULL, &spool, &dead) != M2Z_OK)
@@ -222,17 +247,34 @@ int cmd_replay(const struct config *cfg, const struct routes *rt, const char *fi
 	};
 	if (ingest_new(&io, &ing) != M2Z_OK)
 		goto out;
-	while (getline(&line, &cap, in) > 0) {
-		if (replay_line(ing, line))
+	while ((n = getline(&line, &cap, in)) > 0) {
+		const char *why = NULL;
+		lineno++;
+		if (replay_line(ing, line, &why)) {
 			ok++;
-		else
-			bad++;
+			continue;
+		}
+		bad++;
+		if (!why)
+			continue;       /* ingest wrote its dead letter to FILE.failed */
+		/* Kept verbatim, so it can be fixed by hand and replayed again. */
+		fprintf(stderr, "%s:%zu: %s\n", file, lineno, why);
+		if (!raw_failed && !(raw_failed = fopen(failed, "a")))
+			fprintf(stderr, "%s: %s\n", failed, strerror(errno));
+		if (raw_failed) {
+			fwrite(line, 1, (size_t)n, raw_failed);
+			if (line[n - 1] != '\n')
+				fputc('\n', raw_failed);
+			fflush(raw_failed);
+		}
 	}
 	printf("replayed %zu event(s) into the spool; %zu still failing (see %s)\n", ok, bad, failed);
 	rc = bad ? 1 : 0;
 out:
 	free(line);
 	fclose(in);
+	if (raw_failed)
+		fclose(raw_failed);
 	ingest_free(ing);
 	deadletter_close(still);
 	deadletter_close(dead);

@@ -58,6 +58,7 @@ static const char *const sync_names[] = { "none", "group", "always", NULL };
 static const char *const full_names[] = { "block", "drop_oldest", "reject_newest", NULL };
 static const char *const level_names[] = { "error", "warn", "info", "debug", NULL };
 static const char *const vars_names[] = { "payload", "none", NULL };
+static const char *const retained_names[] = { "skip", "forward", NULL };
 static const char *const auth_names[] = { "auto", "oauth", "basic", "none", NULL };
 
 /* Precedence inside the environment (and inside a credentials file): the
@@ -225,6 +226,8 @@ static const struct opt route_opts[] = {
 	  NULL, 0, "variable that gets the topic; empty = off" },
 	{ "route", "time_variable", T_STR, R(time_variable), -1, NULL, NOLIM, NULL,
 	  NULL, 0, "variable that gets the receive time (RFC 3339, UTC); empty = off" },
+	{ "route", "retained", T_ENUM, R(retained), -1, "skip", NOLIM, retained_names,
+	  NULL, 0, "skip: a retained message (stored state, resent by the broker on each (re)subscribe) is not forwarded; forward: it is" },
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))

@@ -167,6 +167,7 @@ struct conf_route {
 	char *wrap_key;             /* key for non-object payloads, default "value" */
 	char *topic_variable;       /* "" = off; else variable name that gets the topic */
 	char *time_variable;        /* "" = off; else variable name that gets receive time (RFC 3339) */
+	int retained;               /* 0 = skip (default): a retained message is stored state; 1 = forward */
 	/* extra variables: "var.NAME = template" keys, in file order */
 	size_t n_vars;
 	char **var_names;

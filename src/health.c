@@ -88,8 +88,8 @@ static void short_details(const char *details, char *out, size_t len)
 {
 	size_t n = strcspn(details, "\r\n");
 
-	if (n > 160)
-		n = 160;
+	if (n > 300)
+		n = 300;
 	if (n >= len)
 		n = len - 1;
 	memcpy(out, details, n);
@@ -115,8 +115,12 @@ static const char *tls_reason(const char *details)
 void health_gateway_reason(const char *address, int code, const char *details, char *out,
 			   size_t len)
 {
-	char d[200];
+	char d[320], pre[300];
 
+	/* zeebe.c may have put the words below in front already: not twice */
+	snprintf(pre, sizeof(pre), "cannot reach %s: ", address);
+	if (details && strncmp(details, pre, strlen(pre)) == 0)
+		details += strlen(pre);
 	short_details(details ? details : "", d, sizeof(d));
 	if (code == ZEEBE_UNAVAILABLE) {
 		if (has(d, "DNS") || has(d, "resolution") || has(d, "resolve") || has(d, "not found"))
@@ -268,7 +272,7 @@ void health_set(struct health *h, enum health_peer p, enum health_state st, cons
 void health_gateway_event(struct health *h, const char *address, bool ok, int code,
 			  const char *details)
 {
-	char reason[200];
+	char reason[400];
 
 	if (ok) {
 		health_set(h, HEALTH_GATEWAY, HEALTH_UP, "");
@@ -305,7 +309,7 @@ static void poll_token(struct health *h)
 		health_set(h, HEALTH_TOKEN, HEALTH_UP, "");
 	} else if (new_failures) {
 		snprintf(why, sizeof(why), "no valid token; %" PRIu64 " failed request(s) to the token "
-			 "endpoint (see the [oauth] lines)", new_failures);
+			 "endpoint so far (see the [oauth] lines)", new_failures);
 		health_set(h, HEALTH_TOKEN, HEALTH_DOWN, why);
 	}
 }
@@ -346,6 +350,8 @@ static void copy_counters(struct health_snapshot *s)
 {
 	s->received = STAT_GET(received);
 	s->unrouted = STAT_GET(unrouted);
+	s->own = STAT_GET(own);
+	s->retained_skipped = STAT_GET(retained_skipped);
 	s->spooled = STAT_GET(spooled);
 	s->published = STAT_GET(published);
 	s->duplicates = STAT_GET(duplicates);

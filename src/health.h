@@ -32,7 +32,7 @@ enum health_state { HEALTH_UNKNOWN = 0, HEALTH_UP, HEALTH_DOWN, HEALTH_OFF };
 struct health_peer_info {
 	enum health_state state;
 	int64_t since_ms;           /* wall clock of the last change, 0 = never */
-	char reason[200];           /* why (DOWN) or what (UP); "" if none */
+	char reason[400];           /* why (DOWN) or what (UP); "" if none */
 };
 
 /* A consistent copy of everything worth reporting. */
@@ -41,6 +41,7 @@ struct health_snapshot {
 	struct health_peer_info peer[HEALTH_N_PEERS];
 	uint64_t received, unrouted, spooled, published, duplicates, retries;
 	uint64_t dead_lettered, dropped, rejected;
+	uint64_t own, retained_skipped;
 	uint64_t latency_bucket[STATS_N_BOUNDS + 1];
 	uint64_t latency_sum_ms;
 	uint64_t backlog_events, backlog_bytes, spool_max_bytes;

@@ -96,8 +96,18 @@ static enum ingest_outcome dead_letter(struct ingest *ing, struct keep_job *job,
 	return hold_until_kept(ing, write_dead, job) == M2Z_OK ? INGEST_DEAD : INGEST_NOT_KEPT;
 }
 
+/* Our own dead letters and status document come back to us through a
+ * route on plant/# or #; routing them would nest dead letters without end. */
+static bool own_topic(const struct config *cfg, const char *topic)
+{
+	const char *dl = cfg->forward.dead_letter_topic;
+
+	return (dl && dl[0] && strcmp(topic, dl) == 0) ||
+	       (cfg->status.enabled && cfg->status.topic && strcmp(topic, cfg->status.topic) == 0);
+}
+
 static enum ingest_outcome ingest_routed(struct ingest *ing, const struct routes *rt,
-					 const char *topic, const void *payload, size_t len)
+					 const char *topic, const void *payload, size_t len, bool retain)
 {
 	struct keep_job job = { .rt = rt, .topic = topic, .payload = payload, .len = len };
 	struct publish_msg msg;
@@ -107,11 +117,22 @@ static enum ingest_outcome ingest_routed(struct ingest *ing, const struct routes
 
 	STAT_INC(received);
 	crash_hook(&ing->crash_before);
+	if (own_topic(ing->o.cfg, topic)) {
+		STAT_INC(own);
+		log_debug("skipped our own publication on %s", topic);
+		return INGEST_SKIPPED;
+	}
 	job.route = routes_match(rt, topic);
 	if (job.route < 0) {
 		STAT_INC(unrouted);
 		log_debug("no route for topic %s", topic);
 		return INGEST_UNROUTED;
+	}
+	if (retain && !routes_forward_retained(rt, (size_t)job.route)) {
+		STAT_INC(retained_skipped);
+		log_debug("skipped a retained message on %s ([route %s] retained = skip)", topic,
+			  routes_name(rt, (size_t)job.route));
+		return INGEST_SKIPPED;
 	}
 	rc = routes_render(rt, (size_t)job.route, topic, payload, len, recv,
 			   ing->o.cfg->zeebe.max_message_size, &ing->rb, &msg, reason, sizeof(reason));
@@ -158,10 +179,10 @@ static void set_release(struct route_set *rs)
 }
 
 enum ingest_outcome ingest_message(struct ingest *ing, const char *topic,
-				   const void *payload, size_t len)
+				   const void *payload, size_t len, bool retain)
 {
 	struct route_set *rs = set_acquire(ing);
-	enum ingest_outcome out = ingest_routed(ing, rs->rt, topic, payload, len);
+	enum ingest_outcome out = ingest_routed(ing, rs->rt, topic, payload, len, retain);
 
 	set_release(rs);
 	return out;
@@ -190,8 +211,7 @@ void ingest_on_message(void *arg, const char *topic, const void *payload, size_t
 	struct ingest *ing = arg;
 
 	(void)qos;
-	(void)retain;
-	if (ingest_message(ing, topic, payload, len) != INGEST_NOT_KEPT)
+	if (ingest_message(ing, topic, payload, len, retain) != INGEST_NOT_KEPT)
 		return; /* kept, dead-lettered or counted: libmosquitto acks it */
 	/* Returning would acknowledge a message we did not keep. Leave now;
 	 * the broker redelivers it to the next run. */

@@ -42,15 +42,17 @@ enum ingest_outcome {
 	INGEST_UNROUTED,            /* no route matched (counted) */
 	INGEST_DEAD,                /* written to the dead-letter file */
 	INGEST_REJECTED,            /* spool full with on_full = reject_newest (counted) */
+	INGEST_SKIPPED,             /* our own publication, or retained on a skip route (counted) */
 	INGEST_NOT_KEPT,            /* stopped, or (no_hold) a write failed: do not ack */
 };
 
 int ingest_new(const struct ingest_opts *opts, struct ingest **out);
 
 /* One message; TOPIC and PAYLOAD borrowed for the call. Not thread-safe:
- * one caller (the MQTT thread) at a time. */
+ * one caller (the MQTT thread) at a time. RETAIN is the MQTT retain flag:
+ * the broker sets it only for stored messages sent on a new subscription. */
 enum ingest_outcome ingest_message(struct ingest *ing, const char *topic,
-				   const void *payload, size_t len);
+				   const void *payload, size_t len, bool retain);
 
 /* Reload: from any thread, make ROUTES (compiled from CFG) the routes for
  * every message from now on. On M2Z_OK the ingest owns both; on

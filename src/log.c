@@ -41,7 +41,7 @@ bool log_detect_journal(void)
 
 void log_write(int level, const char *module, const char *fmt, ...)
 {
-	char line[2048];
+	char line[2048], msg[2048];
 	struct timespec ts;
 	struct tm tm;
 	size_t n;
@@ -64,10 +64,16 @@ void log_write(int level, const char *module, const char *fmt, ...)
 	if (r > 0)
 		n += (size_t)r;
 	va_start(ap, fmt);
-	r = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+	r = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (r > 0)
-		n += (size_t)r < sizeof(line) - n - 1 ? (size_t)r : sizeof(line) - n - 2;
+	/* A value from a device or a job (a topic, a variable) may hold a
+	 * newline or a terminal escape: it must not forge or garble a line. */
+	for (const unsigned char *p = (const unsigned char *)msg; r > 0 && *p && n < sizeof(line) - 5; p++) {
+		if (*p >= 0x20 && *p != 0x7f)
+			line[n++] = (char)*p;
+		else
+			n += (size_t)snprintf(line + n, 5, "\\x%02x", *p);
+	}
 	line[n++] = '\n';
 	/* One write per line keeps lines whole when threads log at once. */
 	if (write(STDERR_FILENO, line, n) < 0)

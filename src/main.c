@@ -150,7 +150,7 @@ static void log_stats(struct agent *ag)
 	log_write(LOG_LVL_INFO, "stats", "received=%llu unrouted=%llu spooled=%llu published=%llu duplicates=%llu "
 		 "retries=%llu dead_lettered=%llu dropped=%llu corrupt=%llu rejected=%llu backlog=%llu "
 		 "backlog_bytes=%llu oldest_age_ms=%lld window=%d in_flight=%d token_failures=%llu "
-		 "durability_failures=%llu holding=%d dead_letters_rotated=%llu",
+		 "durability_failures=%llu holding=%d dead_letters_rotated=%llu own=%llu retained_skipped=%llu",
 		 (unsigned long long)STAT_GET(received), (unsigned long long)STAT_GET(unrouted),
 		 (unsigned long long)STAT_GET(spooled), (unsigned long long)STAT_GET(published),
 		 (unsigned long long)STAT_GET(duplicates), (unsigned long long)STAT_GET(retries),
@@ -160,7 +160,8 @@ static void log_stats(struct agent *ag)
 		 (unsigned long long)STAT_GET(rejected), (unsigned long long)ss.records,
 		 (unsigned long long)ss.bytes, (long long)age, window, in_flight,
 		 (unsigned long long)os.failures, (unsigned long long)STAT_GET(durability_failures),
-		 ingest_holding() ? 1 : 0, (unsigned long long)STAT_GET(dead_letters_rotated));
+		 ingest_holding() ? 1 : 0, (unsigned long long)STAT_GET(dead_letters_rotated),
+		 (unsigned long long)STAT_GET(own), (unsigned long long)STAT_GET(retained_skipped));
 	if (workers_count(ag->workers)) {
 		struct worker_stats ws;
 		workers_get_stats(ag->workers, &ws);

@@ -65,6 +65,10 @@ static void counters(struct buf *b, const struct health_snapshot *s)
 	counter(b, "mqtt2zeebe_mqtt_messages_received_total", "MQTT messages received.", s->received);
 	counter(b, "mqtt2zeebe_mqtt_messages_unrouted_total", "MQTT messages that matched no route.",
 		s->unrouted);
+	counter(b, "mqtt2zeebe_mqtt_messages_own_total",
+		"The agent's own publications (dead letters, status) seen and skipped.", s->own);
+	counter(b, "mqtt2zeebe_mqtt_messages_retained_skipped_total",
+		"Retained MQTT messages skipped by a route with retained = skip.", s->retained_skipped);
 	counter(b, "mqtt2zeebe_mqtt_messages_rejected_total",
 		"MQTT messages refused by a full spool (on_full = reject_newest).", s->rejected);
 	counter(b, "mqtt2zeebe_events_spooled_total", "Events appended to the spool.", s->spooled);

@@ -434,6 +434,9 @@ int mqtt_in_publish_mid(struct mqtt_in *mi, const char *topic, const void *paylo
 
 	if (rc != MOSQ_ERR_SUCCESS) {
 		log_warn("publish to '%s' failed: %s", topic, mosquitto_strerror(rc));
+		/* refused for what it is, not for where we are: retrying cannot help */
+		if (rc == MOSQ_ERR_MALFORMED_UTF8 || rc == MOSQ_ERR_PAYLOAD_SIZE || rc == MOSQ_ERR_INVAL)
+			return M2Z_ERR_INVAL;
 		return M2Z_ERR_NET;
 	}
 	return M2Z_OK;

@@ -33,8 +33,9 @@ int mqtt_in_start(struct mqtt_in *mi);
 int mqtt_in_publish(struct mqtt_in *mi, const char *topic, const void *payload,
 		    size_t len, int qos);
 /* Publish with RETAIN; *MID (may be NULL) gets the message id that
- * mqtt_in_on_publish's callback reports. Non-blocking; 0 or M2Z_ERR_NET
- * (not connected, bad topic). */
+ * mqtt_in_on_publish's callback reports. Non-blocking; 0, M2Z_ERR_INVAL
+ * (topic or payload refused: malformed UTF-8, too large) or M2Z_ERR_NET
+ * (not connected). */
 int mqtt_in_publish_mid(struct mqtt_in *mi, const char *topic, const void *payload,
 			size_t len, int qos, bool retain, int *mid);
 /* Called on libmosquitto's thread when a publish is done: QoS 0 sent,

@@ -564,8 +564,13 @@ static int install_token(struct oauth *oa, struct oauth_token *tok, int64_t star
 static void fetch_failed(struct oauth *oa, int rc, const char *err, int64_t retry_after_ms)
 {
 	double jitter = (double)rand_below(1000) / 1000.0;
-	int64_t wait = oauth_pace_failure(&oa->pace, mono_ms(), retry_after_ms, jitter);
+	int64_t now = mono_ms(), wait;
 
+	/* The next attempt is the later of the backoff and min_refresh_interval
+	 * since this one started: say that one, not the backoff alone. */
+	oauth_pace_failure(&oa->pace, now, retry_after_ms, jitter);
+	wait = oauth_pace_earliest(&oa->pace) - now;
+	wait = wait > 0 ? wait : 0;
 	oa->failures++;
 	if (rc == M2Z_ERR_NET || rc == M2Z_ERR_TIMEOUT)
 		log_warn("cannot reach %s: %s; attempt %u, retry in %lld ms", oa->where,

@@ -307,6 +307,24 @@ oom:
 	return M2Z_ERR_NOMEM;
 }
 
+/* Ingest skips the agent's own publications (ingest.c own_topic); say so
+ * when a route would otherwise take them. */
+static void warn_own_topics(const struct config *cfg)
+{
+	const char *dl = cfg->forward.dead_letter_topic;
+	const char *st = cfg->status.enabled ? cfg->status.topic : NULL;
+
+	for (size_t i = 0; i < cfg->n_routes; i++) {
+		const struct conf_route *r = &cfg->routes[i];
+		if (dl && dl[0] && topic_matches(r->topic, dl))
+			log_warn("[route %s] topic %s matches [forward] dead_letter_topic %s: "
+				 "dead letters are not routed (skipped, counted as own)", r->name, r->topic, dl);
+		if (st && st[0] && topic_matches(r->topic, st))
+			log_warn("[route %s] topic %s matches the [status] topic %s: "
+				 "the status document is not routed (skipped, counted as own)", r->name, r->topic, st);
+	}
+}
+
 int routes_new(const struct config *cfg, struct routes **out, char *err, size_t errlen)
 {
 	struct routes *rt = calloc(1, sizeof(*rt));
@@ -322,6 +340,7 @@ int routes_new(const struct config *cfg, struct routes **out, char *err, size_t 
 			goto fail;
 	}
 	rt->n = cfg->n_routes;
+	warn_own_topics(cfg);
 	*out = rt;
 	return M2Z_OK;
 fail:
@@ -332,6 +351,11 @@ fail:
 size_t routes_count(const struct routes *rt) { return rt->n; }
 const char *routes_name(const struct routes *rt, size_t i) { return rt->r[i].cr->name; }
 const char *routes_filter(const struct routes *rt, size_t i) { return rt->r[i].cr->topic; }
+bool routes_forward_retained(const struct routes *rt, size_t i)
+{
+	return rt->r[i].cr->retained == 1;
+}
+
 int routes_qos(const struct routes *rt, size_t i) { return rt->r[i].cr->qos; }
 
 int routes_match(const struct routes *rt, const char *topic)
@@ -1077,11 +1101,32 @@ bool doc_tmpl_single_ptr(const struct doc_tmpl *d)
 }
 
 /* A value put into one topic level: non-empty, no level separator and no
- * wildcard (a variable must not be able to widen where we publish). */
+ * wildcard (a variable must not be able to widen where we publish), valid
+ * UTF-8 without control characters (MQTT 3.1.1 4.7.3; the broker would
+ * refuse the publish, or a device log would show a forged line). */
 static bool level_value_ok(const char *s, size_t n)
 {
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
 	return n > 0 && !memchr(s, '/', n) && !memchr(s, '+', n) && !memchr(s, '#', n) &&
-	       !memchr(s, '\0', n);
+	       utf8_valid(s, n);
+}
+
+/* Up to 64 bytes of S as printable ASCII (others as \xHH) into OUT[300]. */
+static const char *printable(const char *s, size_t n, char *out)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n && i < 64; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c < 0x7f)
+			out[o++] = (char)c;
+		else
+			o += (size_t)snprintf(out + o, 5, "\\x%02x", c);
+	}
+	out[o] = '\0';
+	return out;
 }
 
 int doc_tmpl_render(const struct doc_tmpl *d, void *root, unsigned flags, struct render_buf *rb,
@@ -1105,11 +1150,13 @@ int doc_tmpl_render(const struct doc_tmpl *d, void *root, unsigned flags, struct
 			return rc;
 		}
 		if ((flags & DOC_TMPL_TOPIC) && t->segs[i].kind != SEG_LIT &&
-		    !level_value_ok(out->p + at, out->len - at))
+		    !level_value_ok(out->p + at, out->len - at)) {
+			char shown[300];
 			return why(&x, M2Z_ERR_INVAL, t->field,
-				   "{%.*s} gave '%.*s': a value in a topic must be non-empty and "
-				   "free of '/', '+' and '#'", (int)t->segs[i].len, t->segs[i].text,
-				   (int)(out->len - at > 64 ? 64 : out->len - at), out->p + at);
+				   "{%.*s} gave '%s': a value in a topic must be non-empty UTF-8 without "
+				   "control characters and free of '/', '+' and '#'", (int)t->segs[i].len,
+				   t->segs[i].text, printable(out->p + at, out->len - at, shown));
+		}
 	}
 	return M2Z_OK;
 }

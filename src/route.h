@@ -89,6 +89,8 @@ size_t routes_count(const struct routes *rt);
 const char *routes_name(const struct routes *rt, size_t i);
 const char *routes_filter(const struct routes *rt, size_t i);
 int routes_qos(const struct routes *rt, size_t i);
+/* True when route I forwards retained messages ([route] retained = forward). */
+bool routes_forward_retained(const struct routes *rt, size_t i);
 
 /* One block per route (name, filter, QoS, templates, ttl, tenant,
  * variables), for --check. */

@@ -282,6 +282,9 @@ struct spool {
 	uint64_t free_est;      /* free bytes on the filesystem, estimated */
 	uint64_t since_statvfs; /* bytes written since free_est was measured */
 
+	int64_t gone_checked;   /* mono_ms of the last dir_gone() fstat */
+	bool gone;              /* the directory or write segment was deleted under us */
+
 	uint64_t *dels;         /* sorted first seqs of .del markers, owned */
 	size_t n_dels, dels_cap;
 };
@@ -1433,6 +1436,7 @@ static int open_write_seg(struct spool *sp)
 }
 
 static void *group_thread(void *arg);
+static bool dir_gone(struct spool *sp);
 
 static void init_sync(struct spool *sp)
 {
@@ -1586,6 +1590,7 @@ static void *group_thread(void *arg)
 		deadline_after(&ts, sp->o.group_commit_ms);
 		while (!sp->stop && pthread_cond_timedwait(&sp->tick, &sp->mu, &ts) != ETIMEDOUT)
 			;
+		dir_gone(sp);   /* said at once, not at the next event */
 		group_commit(sp);
 	}
 	pthread_mutex_unlock(&sp->mu);
@@ -1753,6 +1758,32 @@ static int write_record(struct spool *sp, const void *rec, size_t len, int64_t m
 	return 0;
 }
 
+/* Has the spool directory (rm -rf) or the write segment been deleted under
+ * us? Appends there would be acknowledged into files a restart cannot see.
+ * One fstat pair at most every GONE_CHECK_MS; once gone, always gone (a
+ * restart opens a fresh directory). Under sp->mu. */
+#define GONE_CHECK_MS 100
+static bool dir_gone(struct spool *sp)
+{
+	struct stat d, f;
+	int64_t now;
+
+	if (sp->gone)
+		return true;
+	now = mono_ms();
+	if (now - sp->gone_checked < GONE_CHECK_MS)
+		return false;
+	sp->gone_checked = now;
+	if ((fstat(sp->dir_fd, &d) == 0 && d.st_nlink == 0) ||
+	    (sp->wfd >= 0 && fstat(sp->wfd, &f) == 0 && f.st_nlink == 0)) {
+		sp->gone = true;
+		log_err("the spool directory %s (or its write segment) was deleted under the running "
+			"agent: no event is acknowledged from now on (the broker keeps them); restart "
+			"the agent to continue on a fresh directory", sp->dir);
+	}
+	return sp->gone;
+}
+
 int spool_append(struct spool *sp, const void *rec, size_t len, uint64_t *seq_out)
 {
 	uint64_t framed = FRAME_OVERHEAD + (uint64_t)len;
@@ -1762,6 +1793,10 @@ int spool_append(struct spool *sp, const void *rec, size_t len, uint64_t *seq_ou
 	if (framed > sp->o.segment_bytes || (sp->o.max_bytes && framed > sp->o.max_bytes))
 		return M2Z_ERR_TOO_BIG;
 	pthread_mutex_lock(&sp->mu);
+	if (dir_gone(sp)) {
+		rc = M2Z_ERR_IO;
+		goto out;
+	}
 	if ((rc = make_room(sp, framed)) < 0)
 		goto out;
 	w = write_seg(sp);

@@ -9,6 +9,8 @@
 struct stats {
 	atomic_uint_fast64_t received;      /* MQTT messages handed to us */
 	atomic_uint_fast64_t unrouted;      /* matched no route */
+	atomic_uint_fast64_t own;           /* our own dead letter or status document: skipped */
+	atomic_uint_fast64_t retained_skipped; /* retained messages on a route with retained = skip */
 	atomic_uint_fast64_t spooled;       /* appended to the spool */
 	atomic_uint_fast64_t published;     /* gateway said OK */
 	atomic_uint_fast64_t duplicates;    /* gateway said ALREADY_EXISTS */

@@ -32,6 +32,7 @@
 #define CALL_RETRY_MAX_MS 5000
 #define POLL_BACKOFF_MAX_MS 5000
 #define MSG_MAX 512
+#define MQTT_MAX_TOPIC 65535        /* a two-byte length on the wire */
 
 enum jstate {
 	J_FREE,
@@ -450,12 +451,32 @@ static cJSON *job_doc(const struct zeebe_job *jb)
 	return d;
 }
 
+/* True when the JSON text S holds the escape \u0000 (not "\\u0000", a
+ * backslash then "u0000"): cJSON would cut that string at the NUL. */
+static bool has_nul_escape(const char *s)
+{
+	for (const char *p = s ? strstr(s, "\\u0000") : NULL; p; p = strstr(p + 1, "\\u0000")) {
+		size_t bs = 0;
+		while (p - bs > s && *(p - bs - 1) == '\\')
+			bs++;
+		if (bs % 2 == 0)
+			return true;
+	}
+	return false;
+}
+
 /* Render topic, payload and reply topic into W's buffers; REASON on error. */
 static int render_job(struct worker *w, const struct zeebe_job *jb, char *reason, size_t len)
 {
-	cJSON *doc = job_doc(jb);
+	cJSON *doc;
 	int rc;
 
+	if (has_nul_escape(jb->variables) || has_nul_escape(jb->custom_headers)) {
+		snprintf(reason, len, "the job's variables or headers hold a string with \\u0000 (NUL), "
+			 "which cannot be passed on unchanged");
+		return M2Z_ERR_INVAL;
+	}
+	doc = job_doc(jb);
 	if (!doc) {
 		snprintf(reason, len, "out of memory");
 		return M2Z_ERR_NOMEM;
@@ -465,6 +486,12 @@ static int render_job(struct worker *w, const struct zeebe_job *jb, char *reason
 		rc = doc_tmpl_render(w->payload, doc, 0, &w->rb, &w->payload_buf, reason, len);
 	if (!rc && w->reply)
 		rc = doc_tmpl_render(w->reply, doc, DOC_TMPL_TOPIC, &w->rb, &w->reply_buf, reason, len);
+	if (!rc && (w->topic_buf.len > MQTT_MAX_TOPIC || (w->reply && w->reply_buf.len > MQTT_MAX_TOPIC))) {
+		snprintf(reason, len, "%s: %zu bytes, above MQTT's limit of %d bytes for a topic",
+			 w->topic_buf.len > MQTT_MAX_TOPIC ? "topic" : "reply_topic",
+			 w->topic_buf.len > MQTT_MAX_TOPIC ? w->topic_buf.len : w->reply_buf.len, MQTT_MAX_TOPIC);
+		rc = M2Z_ERR_TOO_BIG;
+	}
 	if (!rc && w->payload_buf.len > w->cw->max_payload) {
 		snprintf(reason, len, "payload: %zu bytes, above max_payload (%" PRIu64 ")", w->payload_buf.len,
 			 w->cw->max_payload);
@@ -486,6 +513,7 @@ static void take_job(struct worker *w, struct job *j, const struct zeebe_job *jb
 {
 	const struct conf_worker *cw = w->cw;
 	char reason[400];
+	int rc;
 
 	j->key = jb->key;
 	j->retries = jb->retries;
@@ -502,9 +530,16 @@ static void take_job(struct worker *w, struct job *j, const struct zeebe_job *jb
 		finish(j, C_FAIL, NULL, NULL, jb->retries, cw->retry_backoff_ms, "mqtt2zeebe: out of memory");
 		return;
 	}
-	if (!mqtt_in_connected(w->ws->mi) ||
-	    mqtt_in_publish_mid(w->ws->mi, w->topic_buf.p, w->payload_buf.p, w->payload_buf.len, cw->qos,
-				cw->retain, &j->mid) != M2Z_OK) {
+	rc = mqtt_in_connected(w->ws->mi) ? mqtt_in_publish_mid(w->ws->mi, w->topic_buf.p, w->payload_buf.p,
+								w->payload_buf.len, cw->qos, cw->retain, &j->mid)
+					  : M2Z_ERR_NET;
+	if (rc == M2Z_ERR_INVAL) { /* the same job would be refused again: data, not a network error */
+		w->st.bad_jobs++;
+		finish(j, C_FAIL, NULL, NULL, 0, 0, "mqtt2zeebe: the MQTT library refused the command "
+		       "(topic or payload malformed or too large), not sent");
+		return;
+	}
+	if (rc != M2Z_OK) {
 		finish(j, C_FAIL, NULL, NULL, jb->retries, cw->retry_backoff_ms,
 		       "mqtt2zeebe: MQTT broker not connected, command not sent");
 		return;

@@ -467,3 +467,20 @@ def test_dry_run_keeps_numbers_and_strings_exact(write_conf, tmp_path):
     rc, so, se = dry(path, "d/1", payload)
     assert rc != 0
     assert "correlation_key: JSON pointer /s is a string holding \\u0000" in so + se, so + se
+
+
+def test_demo_door_route_keeps_a_repeated_open(tmp_path, certs):
+    """conf/demo.ini shows the habit: a repeated identical state is a new
+    message (its id comes from the sensor's sequence), not a duplicate."""
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    text = (repo / "conf" / "demo.ini").read_text()
+    text = re.sub(r"@[A-Z_]+PORT@", "1883", text).replace("@CA@", certs.ca)
+    text = text.replace("@SPOOL@", str(tmp_path / "spool"))
+    conf = tmp_path / "demo.ini"
+    conf.write_text(text)
+    ids = []
+    for payload in ('{"state":"open","seq":41}', '{"state":"open","seq":43}'):
+        rc, so, se = dry(str(conf), "plant/bremen/door/3", payload)
+        assert rc == 0, se
+        ids.append(json.loads(so.strip().splitlines()[-1])["messageId"])
+    assert ids == ["door-bremen-3-41", "door-bremen-3-43"]

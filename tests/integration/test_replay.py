@@ -77,3 +77,32 @@ def test_check_connection(agent, gateway, token_server, certs):
     r = util.run_cli(["--check-connection", "-c", bad.conf_path])
     assert r.returncode == 1
     assert "UNAVAILABLE" in r.stdout.decode()
+
+
+def test_replay_keeps_unreplayable_lines_and_refuses_non_files(agent, tmp_path):
+    a = agent(routes=ROUTE, start=False)
+    dl = tmp_path / "dl.jsonl"
+    good_dead = json.dumps({"topic": "plant/x/pump/1", "payload": json.dumps({"rpm": 1})})  # no serial
+    lines = [
+        '{"topic": "plant/x/pump/1", "payl',                                          # truncated
+        json.dumps({"topic": "plant/x/pump/2", "payload_omitted": True, "payload_size": 9}),
+        json.dumps({"topic": "plant/x/pump/3", "payload_base64": "!!not base64!!"}),
+        good_dead,
+    ]
+    dl.write_text("\n".join(lines) + "\n")
+    r = util.run_cli(["--replay-dead-letters", str(dl), "-c", a.conf_path])
+    out, err = r.stdout.decode(), r.stderr.decode()
+    assert r.returncode == 1, out + err
+    assert "0 event(s)" in out and "4 still failing" in out
+    failed = (tmp_path / "dl.jsonl.failed").read_text().splitlines()
+    assert len(failed) == 4
+    assert failed[:3] == lines[:3]                          # verbatim
+    assert json.loads(failed[3])["status"] == "RENDER"      # ingest's own dead letter
+    assert "dl.jsonl:1: not a JSON object" in err
+    assert "dl.jsonl:2: payload_omitted" in err
+    assert "dl.jsonl:3: payload_base64 is not valid base64" in err
+
+    for bad in (str(tmp_path), "/dev/null"):
+        r = util.run_cli(["--replay-dead-letters", bad, "-c", a.conf_path])
+        assert r.returncode == 2
+        assert "not a regular file" in r.stderr.decode()

@@ -75,3 +75,24 @@ def test_spool_directory_is_a_file(agent, tmp_path):
     assert rc != 0, log
     assert "spool.directory %s is not a directory" % path in log, log
     assert "File exists" not in log, log
+
+
+def test_spool_directory_deleted_under_the_agent_holds_the_acks(agent, gateway, publish):
+    """rm -rf of the spool directory while running: nothing is acknowledged
+    into the deleted files; after kill -9 and a restart every event arrives."""
+    import shutil
+    import signal
+    n = 20
+    a = agent(routes=ROUTE)
+    gateway.set_unavailable(True)
+    shutil.rmtree(a.spool_dir)
+    a.wait_log(r"ERROR \[spool\] the spool directory .* was deleted under the running agent", timeout=10)
+    publish.many([("dev/d%d/ev" % (i % 3), {"seq": i, "key": "k%d" % (i % 3)}) for i in range(n)])
+    a.wait_log(r"holding the MQTT acknowledgement", timeout=10)
+    assert a.run_log().count("was deleted under the running agent") == 1
+    a.send_signal(signal.SIGKILL)
+    a.wait_exit()
+    gateway.set_unavailable(False)
+    a.start()
+    util.wait_until(lambda: _seqs_ok(gateway) == list(range(n)), timeout=30,
+                    what="all %d events after the restart" % n)

@@ -289,6 +289,43 @@ def test_unsafe_topic_value_fails_the_job(agent, gateway, device, value):
     assert job["retries"] == 0
 
 
+@pytest.mark.parametrize("value,expect", [
+    ("a\u0000b", "\\u0000 (NUL), which cannot be passed on unchanged"),
+    ("x\nFORGED line", "without control characters"),
+    ("del\x7f", "without control characters"),
+    ("L" * 70000, "above MQTT's limit of 65535 bytes for a topic"),
+])
+def test_topic_the_broker_would_refuse_fails_the_job_once(agent, gateway, device, value, expect):
+    dev = device(filter="#")
+    a = agent(extra_ini=worker_ini())
+    key = gateway.create_job("valve-command", {"deviceId": value})
+    job = gateway.wait_job(key, lambda j: j["state"] == "INCIDENT")
+    f = fails(gateway, key)
+    assert len(f) == 1 and f[0]["retries"] == 0 and job["retries"] == 0
+    assert expect in f[0]["errorMessage"]
+    ok = gateway.create_job("valve-command", {"deviceId": "fine"})
+    gateway.wait_job(ok, lambda j: j["state"] == "COMPLETED")
+    dev.wait(1)
+    assert [t for t, _ in dev.got if t.startswith("plant/")] == ["plant/fine/cmd/%d" % ok]
+    assert not any(l.startswith("FORGED") for l in a.log().splitlines())
+
+
+def test_topic_the_mqtt_library_refuses_fails_the_job_once(agent, gateway, device):
+    device(filter="#")
+    a = agent(extra_ini=worker_ini(topic="plant/BADBYTE/{/key}"), start=False)
+    with open(a.conf_path, "rb") as f:
+        ini = f.read()
+    with open(a.conf_path, "wb") as f:
+        f.write(ini.replace(b"BADBYTE", b"\xff"))        # invalid UTF-8 in a literal level
+    a.start()
+    key = gateway.create_job("valve-command", {"deviceId": "v1"})
+    gateway.wait_job(key, lambda j: j["state"] == "INCIDENT")
+    f = fails(gateway, key)
+    assert len(f) == 1 and f[0]["retries"] == 0
+    assert "the MQTT library refused the command" in f[0]["errorMessage"]
+    assert "not connected" not in a.log()
+
+
 def test_missing_variable_and_big_payload_fail_the_job(agent, gateway, device):
     device()
     agent(extra_ini=worker_ini(payload="{/variables/blob}", max_payload="1KiB"))

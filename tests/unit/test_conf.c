@@ -319,7 +319,7 @@ static void test_long_lines(void **state)
 	p += big;
 	strcpy(p, " ; comment\n\nbogus = 1\n");
 	expect_err(text, "t.ini:8: unknown key 'bogus' in [route r] (expected one of: topic, qos, message_name, "
-		   "correlation_key, message_id, ttl, tenant_id, variables, wrap_key, topic_variable, time_variable, var.NAME)");
+		   "correlation_key, message_id, ttl, tenant_id, variables, wrap_key, topic_variable, time_variable, retained, var.NAME)");
 	p[0] = '\n';
 	p[1] = '\0';
 	assert_int_equal(load(text), 0);

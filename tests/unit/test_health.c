@@ -90,6 +90,28 @@ static void test_gateway_reason(void **state)
 	assert_string_equal(b, "gw:1 answered UNAVAILABLE: broker busy");
 }
 
+/* zeebe.c has already put "cannot reach X: " in front: not twice, and a
+ * long gRPC text is not cut mid-word below 300 bytes. */
+static void test_gateway_reason_prefixed_and_long(void **state)
+{
+	char b[400];
+	const char *tail = "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:26500: "
+			   "Failed to connect to remote host: Connection reset by peer while the connection "
+			   "was still being set up on subchannel 0x7f00 (connectivity state TRANSIENT_FAILURE)";
+	char in[600];
+
+	(void)state;
+	health_gateway_reason("gw:26500", ZEEBE_UNAVAILABLE,
+			      "cannot reach gw:26500: failed to connect to all addresses; last error: UNKNOWN: "
+			      "ipv4:127.0.0.1:26500: Failed to connect to remote host: Connection refused",
+			      b, sizeof(b));
+	assert_string_equal(b, "cannot reach gw:26500: connection refused");
+	snprintf(in, sizeof(in), "cannot reach gw:26500: %s", tail);
+	health_gateway_reason("gw:26500", ZEEBE_UNAVAILABLE, in, b, sizeof(b));
+	assert_true(strlen(tail) > 160 && strlen(tail) < 300);
+	assert_string_equal(b, in);
+}
+
 static void snap(struct health_snapshot *s)
 {
 	memset(s, 0, sizeof(*s));
@@ -259,6 +281,7 @@ int main(void)
 		cmocka_unit_test(test_duration),
 		cmocka_unit_test(test_count),
 		cmocka_unit_test(test_gateway_reason),
+		cmocka_unit_test(test_gateway_reason_prefixed_and_long),
 		cmocka_unit_test(test_verdict),
 		cmocka_unit_test(test_status_line),
 		cmocka_unit_test(test_status_document),
