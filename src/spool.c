@@ -153,25 +153,6 @@ static uint64_t get_le64(const uint8_t *p)
 	return v;
 }
 
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void deadline_after(struct timespec *ts, int64_t ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += (time_t)(ms / 1000);
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 static int do_fdatasync(int fd)
 {
 	int r;
@@ -1421,15 +1402,11 @@ static void *group_thread(void *arg);
 
 static void init_sync(struct spool *sp)
 {
-	pthread_condattr_t ca;
 
 	pthread_mutex_init(&sp->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&sp->data, &ca);
-	pthread_cond_init(&sp->space, &ca);
-	pthread_cond_init(&sp->tick, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_monotonic(&sp->data);
+	cond_init_monotonic(&sp->space);
+	cond_init_monotonic(&sp->tick);
 }
 
 static int check_opts(const struct spool_opts *o)
@@ -1549,7 +1526,7 @@ static void *group_thread(void *arg)
 
 	pthread_mutex_lock(&sp->mu);
 	while (!sp->stop) {
-		deadline_after(&ts, sp->o.group_commit_ms);
+		ts = mono_deadline(sp->o.group_commit_ms);
 		while (!sp->stop && pthread_cond_timedwait(&sp->tick, &sp->mu, &ts) != ETIMEDOUT)
 			;
 		group_commit(sp);
@@ -1641,7 +1618,7 @@ static int make_room(struct spool *sp, uint64_t framed)
 		case SPOOL_FULL_BLOCK:
 			sp->n_blocked++;
 			if (low) {      /* space may come back from outside: re-check */
-				deadline_after(&ts, RESERVE_WAIT_MS);
+				ts = mono_deadline(RESERVE_WAIT_MS);
 				pthread_cond_timedwait(&sp->space, &sp->mu, &ts);
 				sp->since_statvfs = STATVFS_EVERY;
 			} else {
@@ -1743,7 +1720,7 @@ int spool_append(struct spool *sp, const void *rec, size_t len, uint64_t *seq_ou
 		else
 			idx_write(sp, old);
 	}
-	if ((rc = write_record(sp, rec, len, wall_ms())) < 0)
+	if ((rc = write_record(sp, rec, len, now_ms())) < 0)
 		goto out;
 	if (seq_out)
 		*seq_out = sp->next_seq;
@@ -1923,7 +1900,7 @@ int spool_next(struct spool *sp, int timeout_ms, struct spool_rec **out)
 	int rc;
 
 	*out = NULL;
-	deadline_after(&dl, timeout_ms > 0 ? timeout_ms : 0);
+	dl = mono_deadline(timeout_ms);
 	pthread_mutex_lock(&sp->mu);
 	for (;;) {
 		if (sp->closed) {
@@ -1931,7 +1908,7 @@ int spool_next(struct spool *sp, int timeout_ms, struct spool_rec **out)
 			break;
 		}
 		rc = read_one(sp, out);
-		if (rc == 1 && too_old(sp, *out, wall_ms())) {
+		if (rc == 1 && too_old(sp, *out, now_ms())) {
 			aged++;
 			sp->dropped++;
 			mark_done(sp, (*out)->seq);

@@ -25,9 +25,9 @@
 #include "log.h"
 #include "oauth.h"
 #include "redact.h"
+#include "util.h"
 #include "zeebe_internal.h"
 
-#define SYSTEM_ROOTS "/etc/ssl/certs/ca-certificates.crt"
 #define AUTH_MAX (OAUTH_MAX_HEADER + 1)
 
 /* One call in flight. */
@@ -511,8 +511,8 @@ static grpc_channel_credentials *make_creds(const struct zeebe_opts *o, char *er
 		return grpc_insecure_credentials_create();
 	/* Without a CA file: the system trust store, which gRPC would
 	 * otherwise take from its own bundled roots. */
-	if (!path && access(SYSTEM_ROOTS, R_OK) == 0)
-		path = SYSTEM_ROOTS;
+	if (!path && access(SYSTEM_CA_FILE, R_OK) == 0)
+		path = SYSTEM_CA_FILE;
 	if (path && !(pem = read_pem(path, err, errlen)))
 		return NULL;
 	creds = grpc_ssl_credentials_create(pem, NULL, NULL, NULL);
@@ -535,7 +535,6 @@ static void grpc_log(gpr_log_func_args *a)
 	const char *msg = a->message ? a->message : "";
 	int n = (int)strcspn(msg, "\r\n");
 	const char *args = strstr(msg, " Got args:");
-	struct timespec ts;
 	int64_t now;
 
 	if (args && args - msg < n)
@@ -546,8 +545,7 @@ static void grpc_log(gpr_log_func_args *a)
 		log_debug("gRPC core: %.*s", n, msg);
 		return;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	now = mono_ms();
 	pthread_mutex_lock(&lock);
 	if (last && now - last < 30000) {
 		held++;
