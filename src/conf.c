@@ -1567,7 +1567,7 @@ struct conf_origin {
 static void origin_notes(const struct parse_ctx *c, struct conf_origin *og)
 {
 	const struct config *cfg = c->cfg;
-	size_t i = opt_index("oauth", "audience");
+	int i = opt_index("oauth", "audience");
 
 	if (cfg->oauth.enabled && !c->seen[i])
 		og->note[i] = "derived (zeebe address without :port)";

@@ -57,7 +57,7 @@ static void histogram(struct buf *b, const struct health_snapshot *s)
 	}
 	cum += s->latency_bucket[STATS_N_BOUNDS];
 	buf_printf(b, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", n, cum);
-	buf_printf(b, "%s_sum %.15g\n%s_count %" PRIu64 "\n", n, s->latency_sum_ms / 1000.0, n, cum);
+	buf_printf(b, "%s_sum %.15g\n%s_count %" PRIu64 "\n", n, (double)s->latency_sum_ms / 1000.0, n, cum);
 }
 
 static void counters(struct buf *b, const struct health_snapshot *s)

@@ -917,7 +917,8 @@ static int idx_load(struct spool *sp, struct seg *g, uint64_t fsize)
 	g->size = fsize;
 	g->first_ms = (int64_t)get_le64(b + 32);
 	if (g->count > fsize / FRAME_OVERHEAD || (g->count == 0) != (fsize == 0) ||
-	    !(g->skips = calloc(n_skips ? n_skips : 1, sizeof(*g->skips))))
+	    /* n_skips <= IDX_MAX_SKIPS: the file size was checked above. */
+	    !(g->skips = calloc(n_skips ? (size_t)n_skips : 1, sizeof(*g->skips))))
 		goto out;
 	for (uint64_t i = 0; i < n_skips; i++, g->n_skips++) {
 		if (!idx_skip_ok(g, b + IDX_FIXED + i * IDX_SKIP, prev_to, &g->skips[i]))

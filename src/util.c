@@ -209,7 +209,7 @@ uint64_t rand_below(uint64_t n)
 	if (n == 0)
 		return 0;
 	if (x == 0)
-		x = (uint64_t)mono_ms() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)&x;
+		x = (uint64_t)mono_ms() * UINT64_C(0x9E3779B97F4A7C15) ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)&x;
 	x ^= x << 13;
 	x ^= x >> 7;
 	x ^= x << 17;

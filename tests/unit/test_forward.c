@@ -272,7 +272,7 @@ static void test_retry_backoff(void **state)
 	put(f, "m1", "k1");
 	forward_step(f->fw);
 	assert_int_equal(g.n_calls, 1);
-	for (int attempt = 1; attempt <= 8; attempt++) {
+	for (unsigned attempt = 1; attempt <= 8; attempt++) {
 		int before = g.n_calls;
 
 		g.now += 3;
