@@ -150,7 +150,7 @@ static void log_stats(struct agent *ag)
 		 (unsigned long long)STAT_GET(spooled), (unsigned long long)STAT_GET(published),
 		 (unsigned long long)STAT_GET(duplicates), (unsigned long long)STAT_GET(retries),
 		 (unsigned long long)STAT_GET(dead_lettered),
-		 (unsigned long long)(STAT_GET(dropped) + ss.dropped),
+		 (unsigned long long)ss.dropped,
 		 (unsigned long long)ss.corrupt,
 		 (unsigned long long)STAT_GET(rejected), (unsigned long long)ss.records,
 		 (unsigned long long)ss.bytes, (long long)age, window, in_flight,
@@ -526,6 +526,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_CONFIG;
 	}
+	log_detect_journal();
 	if (level && log_level_parse(level) < 0) {
 		fprintf(stderr, "--log-level: expected error, warn, info or debug, got '%s'\n", level);
 		return EXIT_CONFIG;

@@ -86,27 +86,6 @@ static gpr_timespec deadline_after(int64_t ms)
 
 /* ---- completion ---------------------------------------------------------- */
 
-static int64_t decode_key(grpc_byte_buffer *bb)
-{
-	grpc_byte_buffer_reader r;
-	grpc_slice s;
-	GatewayProtocol__PublishMessageResponse *resp;
-	int64_t key = 0;
-
-	if (!bb || !grpc_byte_buffer_reader_init(&r, bb))
-		return 0;
-	s = grpc_byte_buffer_reader_readall(&r);
-	grpc_byte_buffer_reader_destroy(&r);
-	resp = gateway_protocol__publish_message_response__unpack(NULL, GRPC_SLICE_LENGTH(s),
-								  GRPC_SLICE_START_PTR(s));
-	if (resp) {
-		key = resp->key;
-		gateway_protocol__publish_message_response__free_unpacked(resp, NULL);
-	}
-	grpc_slice_unref(s);
-	return key;
-}
-
 static void call_free(struct zcall *c)
 {
 	grpc_metadata_array_destroy(&c->initial);
@@ -213,8 +192,6 @@ static void complete(struct zcall *c, bool ok)
 	note_reachability(zb, res.code, details, sizeof(details));
 	res.details = details;
 	res.token_gen = c->token_gen;
-	if (res.code == ZEEBE_OK)
-		res.key = decode_key(c->response);
 	report_token(zb, c, res.code);
 
 	pthread_mutex_lock(&zb->lock);
@@ -377,16 +354,6 @@ int zeebe_call_unary(struct zeebe *zb, const char *method, const void *req, size
 		return M2Z_ERR_NET;
 	}
 	return M2Z_OK;
-}
-
-size_t zeebe_in_flight(struct zeebe *zb)
-{
-	size_t n;
-
-	pthread_mutex_lock(&zb->lock);
-	n = zb->in_flight;
-	pthread_mutex_unlock(&zb->lock);
-	return n;
 }
 
 /* ---- Topology (blocking; --check-connection only) ------------------------- */
