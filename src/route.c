@@ -1056,11 +1056,6 @@ size_t doc_tmpl_prefix(const struct doc_tmpl *d, const char **lit)
 	return d->t.segs[0].len;
 }
 
-bool doc_tmpl_single_ptr(const struct doc_tmpl *d)
-{
-	return d->t.single_ptr;
-}
-
 /* A value put into one topic level: non-empty, no level separator and no
  * wildcard (a variable must not be able to widen where we publish). */
 static bool level_value_ok(const char *s, size_t n)

@@ -44,7 +44,7 @@
 #include "log.h"
 #include "err.h"
 #include "util.h"
-#include "spool.h"
+#include "spool_internal.h"
 
 #include <dirent.h>
 #include <errno.h>

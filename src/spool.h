@@ -132,11 +132,6 @@ void spool_rec_free(struct spool_rec *rec);
  * written within group_commit_ms). Still accepted after spool_close(). */
 int spool_ack(struct spool *sp, uint64_t seq);
 
-/* Make records handed out but not acknowledged come out of spool_next()
- * again, as a restart does. Only the unit tests call it today: the
- * forwarder keeps what it took in memory until acked. */
-void spool_rewind(struct spool *sp);
-
 void spool_get_stats(struct spool *sp, struct spool_stats *st);
 
 /* fsync everything now (used at shutdown). */

@@ -27,7 +27,7 @@
 
 #include "err.h"
 #include "log.h"
-#include "spool.h"
+#include "spool_internal.h"
 
 #define FRAME 24                /* bytes of framing per record */
 
