@@ -128,7 +128,7 @@ int main(int argc, char **argv)
 	printf("{\"sent\":%ld,\"ok\":%ld,\"errors\":%ld,\"seconds\":%.3f,\"calls_per_s\":%.0f,"
 	       "\"cpu_s\":%.3f,\"max_rss_kb\":%ld}\n", count, ok, errors, t1 - t0,
 	       (double)count / (t1 - t0),
-	       (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-	       (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6, ru.ru_maxrss);
+	       (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6, ru.ru_maxrss);
 	return errors ? 1 : 0;
 }

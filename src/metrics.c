@@ -174,6 +174,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	return rc;
 }
 
+/* FMT comes from libmicrohttpd: the attribute tells the compiler so. */
+__attribute__((format(printf, 2, 0)))
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char line[512];

@@ -1403,7 +1403,6 @@ static void *group_thread(void *arg);
 
 static void init_sync(struct spool *sp)
 {
-
 	pthread_mutex_init(&sp->mu, NULL);
 	cond_init_monotonic(&sp->data);
 	cond_init_monotonic(&sp->space);
