@@ -24,6 +24,10 @@ endif
 ifeq ($(origin CC),default)
 CC := $(CROSS_COMPILE)gcc
 endif
+# Likewise AR (make predefines it as "ar").
+ifeq ($(origin AR),default)
+AR := $(CROSS_COMPILE)ar
+endif
 PKG_CONFIG ?= pkg-config
 PROTOC_C ?= protoc-c
 FUZZ_CC ?= clang
@@ -68,7 +72,8 @@ PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) $(PKG_STATIC) --libs $(if $(STATIC_DEPS_ON),$(filter-out libmicrohttpd,$(PKGS)),$(PKGS)) 2>/dev/null)$(if $(STATIC_DEPS_ON), -lmicrohttpd)
 MBEDTLS_LIBS ?= -lmbedtls -lmbedx509 -lmbedcrypto
 
-WARN := -Wall -Wextra -Wstrict-prototypes -Wshadow -Wformat=2 -Wno-unused-parameter
+WARN := -Wall -Wextra -Wstrict-prototypes -Wshadow -Wformat=2 -Wconversion -Wsign-conversion \
+	-Wno-unused-parameter
 ifeq ($(WERROR),1)
 WARN += -Werror
 endif
@@ -111,7 +116,7 @@ $(BUILD)/gen/gateway.pb-c.c $(BUILD)/gen/gateway.pb-c.h: proto/gateway.proto
 
 $(BUILD)/gen/gateway.pb-c.o: $(BUILD)/gen/gateway.pb-c.c
 	@echo "  CC      $<"
-	$(Q)$(CC) $(CPPFLAGS) $(filter-out -Wshadow,$(CFLAGS)) -c -o $@ $<
+	$(Q)$(CC) $(CPPFLAGS) $(filter-out -Wshadow -Wconversion -Wsign-conversion,$(CFLAGS)) -c -o $@ $<
 
 $(BUILD)/%.o: %.c $(BUILD)/gen/gateway.pb-c.h
 	@mkdir -p $(dir $@)
@@ -120,7 +125,7 @@ $(BUILD)/%.o: %.c $(BUILD)/gen/gateway.pb-c.h
 
 $(LIB): $(OBJ)
 	@echo "  AR      $@"
-	$(Q)rm -f $@ && $(CROSS_COMPILE)ar rcs $@ $^
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
 $(BIN): $(BUILD)/src/main.o $(LIB)
 	@echo "  LD      $@"

@@ -6,6 +6,7 @@
  * the caller's time budget without relying on the library's timers. */
 #include "tls.h"
 #include "err.h"
+#include "util.h"
 
 #include <errno.h>
 #include <netdb.h>
@@ -28,8 +29,6 @@
 #include <psa/crypto.h>
 #endif
 
-#define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
-#define SYSTEM_CA_DIR "/etc/ssl/certs"
 #define CLOSE_NOTIFY_MS 200
 
 struct tls_conf {
@@ -51,14 +50,6 @@ struct tls_conn {
 };
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int64_t deadline_after(int64_t timeout_ms)
 {

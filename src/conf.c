@@ -7,6 +7,7 @@
 #include "credentials.h"
 #include "err.h"
 #include "log.h"
+#include "util.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -56,7 +57,6 @@ struct opt {
 
 static const char *const sync_names[] = { "none", "group", "always", NULL };
 static const char *const full_names[] = { "block", "drop_oldest", "reject_newest", NULL };
-static const char *const level_names[] = { "error", "warn", "info", "debug", NULL };
 static const char *const vars_names[] = { "payload", "none", NULL };
 static const char *const retained_names[] = { "skip", "forward", NULL };
 static const char *const auth_names[] = { "auto", "oauth", "basic", "none", NULL };
@@ -185,7 +185,7 @@ static const struct opt opts[] = {
 	{ "forward", "dead_letter_max_files", T_INT, C(forward.dead_letter_max_files), -1, "5", 1, 1000, NULL,
 	  NULL, 0, "dead-letter files kept, the live one included; the oldest is removed" },
 
-	{ "log", "level", T_ENUM, C(log.level), -1, "info", NOLIM, level_names,
+	{ "log", "level", T_ENUM, C(log.level), -1, "info", NOLIM, log_level_names,
 	  "M2Z_LOG_LEVEL", 0, "error | warn | info | debug" },
 	{ "log", "stats_interval", T_DUR, C(log.stats_interval_ms), -1, "60s", 0, MS_DAY, NULL,
 	  NULL, 0, "interval of the counters line; 0 = off" },
@@ -390,24 +390,6 @@ int conf_parse_bool(const char *s, bool *out)
 	return M2Z_ERR_PARSE;
 }
 
-static void fmt_duration(int64_t ms, char *b, size_t n)
-{
-	static const struct { const char *u; int64_t m; } u[] = {
-		{ "d", 86400000 }, { "h", 3600000 }, { "m", 60000 }, { "s", 1000 },
-	};
-	if (ms == 0) {
-		snprintf(b, n, "0");
-		return;
-	}
-	for (size_t i = 0; i < 4; i++) {
-		if (ms % u[i].m == 0) {
-			snprintf(b, n, "%" PRId64 "%s", ms / u[i].m, u[i].u);
-			return;
-		}
-	}
-	snprintf(b, n, "%" PRId64 "ms", ms);
-}
-
 static void fmt_size(uint64_t v, char *b, size_t n)
 {
 	static const struct { const char *u; uint64_t m; } u[] = {
@@ -446,9 +428,9 @@ static int set_range_err(const struct opt *o, int64_t v, char *msg, size_t n)
 		fmt_size((uint64_t)o->min, lo, sizeof(lo));
 		fmt_size((uint64_t)o->max, hi, sizeof(hi));
 	} else {
-		fmt_duration(v, a, sizeof(a));
-		fmt_duration(o->min, lo, sizeof(lo));
-		fmt_duration(o->max, hi, sizeof(hi));
+		format_duration(v, a, sizeof(a));
+		format_duration(o->min, lo, sizeof(lo));
+		format_duration(o->max, hi, sizeof(hi));
 	}
 	if (v < o->min)
 		snprintf(msg, n, "%s is below the minimum %s", a, lo);
@@ -1588,7 +1570,7 @@ struct conf_origin {
 static void origin_notes(const struct parse_ctx *c, struct conf_origin *og)
 {
 	const struct config *cfg = c->cfg;
-	size_t i = opt_index("oauth", "audience");
+	int i = opt_index("oauth", "audience");
 
 	if (cfg->oauth.enabled && !c->seen[i])
 		og->note[i] = "derived (zeebe address without :port)";
@@ -1791,8 +1773,8 @@ static void print_value(FILE *f, const void *base, const struct opt *o)
 	case T_BOOL: fputs(*(const bool *)field ? "true" : "false", f); return;
 	case T_INT: fprintf(f, "%d", *(const int *)field); return;
 	case T_ENUM: fputs(o->names[*(const int *)field], f); return;
-	case T_DUR: fmt_duration(*(const int64_t *)field, b, sizeof(b)); break;
-	case T_DUR_S: fmt_duration((int64_t)*(const int *)field * 1000, b, sizeof(b)); break;
+	case T_DUR: format_duration(*(const int64_t *)field, b, sizeof(b)); break;
+	case T_DUR_S: format_duration((int64_t)*(const int *)field * 1000, b, sizeof(b)); break;
 	case T_SIZE64: fmt_size(*(const uint64_t *)field, b, sizeof(b)); break;
 	case T_SIZET: fmt_size(*(const size_t *)field, b, sizeof(b)); break;
 	}
@@ -1890,12 +1872,12 @@ static void print_ref_table(FILE *f, const struct opt *table, size_t count, cons
 			snprintf(lo, sizeof(lo), "%" PRId64 "..", o->min);
 			snprintf(hi, sizeof(hi), "%" PRId64, o->max);
 		} else if ((o->type == T_DUR || o->type == T_DUR_S) && o->min != INT64_MIN) {
-			fmt_duration(o->min, lo, sizeof(lo));
+			format_duration(o->min, lo, sizeof(lo));
 			strcat(lo, "..");
 			if (o->max == INT64_MAX)
 				strcpy(hi, "");
 			else
-				fmt_duration(o->max, hi, sizeof(hi));
+				format_duration(o->max, hi, sizeof(hi));
 		} else if (o->type == T_SIZE64 || o->type == T_SIZET) {
 			fmt_size((uint64_t)o->min, lo, sizeof(lo));
 			strcat(lo, "..");

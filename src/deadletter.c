@@ -69,7 +69,8 @@ int deadletter_open(const struct deadletter_opts *opts, struct deadletter **out)
 	return M2Z_OK;
 }
 
-size_t deadletter_payload_cap(const struct deadletter *dl)
+/* Largest payload stored in a line for this file (bytes). */
+static size_t payload_cap(const struct deadletter *dl)
 {
 	if (dl->o.max_bytes && dl->o.max_bytes / 4 < PAYLOAD_CAP)
 		return (size_t)(dl->o.max_bytes / 4);
@@ -189,7 +190,7 @@ static int append_line(struct deadletter *dl, const char *line, size_t n)
 int deadletter_emit(struct deadletter *dl, const struct dead_event *ev)
 {
 	size_t n = 0;
-	char *line = make_line(ev, deadletter_payload_cap(dl), &n);
+	char *line = make_line(ev, payload_cap(dl), &n);
 	int rc;
 
 	if (!line)

@@ -4,7 +4,8 @@
  *   {"time":"…","route":"…","topic":"…","payload":"…"|"payload_base64":"…",
  *    "message_id":"…","correlation_key":"…","status":"INVALID_ARGUMENT",
  *    "reason":"…"}
- * A payload larger than deadletter_payload_cap() is not stored: the line
+ * A payload larger than 64 KiB (or a quarter of max_bytes, when that is
+ * smaller) is not stored: the line
  * then has "payload_omitted":true and "payload_size":N instead, so one huge
  * message cannot fill the disk.
  *
@@ -63,9 +64,6 @@ int deadletter_open(const struct deadletter_opts *opts, struct deadletter **out)
  * Returns M2Z_OK, or M2Z_ERR_IO / M2Z_ERR_NOMEM when the line is not on
  * disk (logged once per run of failures, not on every retry). */
 int deadletter_emit(struct deadletter *dl, const struct dead_event *ev);
-
-/* Largest payload stored in a line for this file (bytes). */
-size_t deadletter_payload_cap(const struct deadletter *dl);
 
 void deadletter_close(struct deadletter *dl);
 

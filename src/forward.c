@@ -156,22 +156,11 @@ static bool gateway_wide(int code)
 	       code == ZEEBE_CANCELLED;
 }
 
-int64_t forward_backoff_cap_ms(int64_t initial_ms, int64_t max_ms, int n)
-{
-	int64_t cap = initial_ms;
-
-	for (int i = 1; i < n && cap < max_ms; i++)
-		cap *= 2;
-	return cap > max_ms ? max_ms : cap;
-}
-
 /* Exponential backoff with full jitter: uniform in [0, cap(n)]. */
 static int64_t backoff_ms(const struct forward *fw, int n)
 {
-	int64_t cap = forward_backoff_cap_ms(atomic_load(&fw->retry_initial_ms),
-					     atomic_load(&fw->retry_max_ms), n);
-
-	return (int64_t)rand_below((uint64_t)cap + 1);
+	return jitter_ms(backoff_cap_ms(atomic_load(&fw->retry_initial_ms),
+					atomic_load(&fw->retry_max_ms), (unsigned)n));
 }
 
 /* ---- per-key queues ---------------------------------------------------- */
@@ -564,15 +553,8 @@ static void drain_done(struct forward *fw, int64_t now)
 
 static void wait_for_work(struct forward *fw, int64_t timeout_ms)
 {
-	struct timespec ts;
+	struct timespec ts = mono_deadline(timeout_ms);
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&fw->lock);
 	if (!fw->kicked && !(fw->done.head && fw->want_done) && !fw->stopping)
 		pthread_cond_timedwait(&fw->cond, &fw->lock, &ts);
@@ -661,7 +643,6 @@ int forward_new(const struct forward_opts *opts, const struct forward_hooks *hoo
 		struct forward **out)
 {
 	struct forward *fw = calloc(1, sizeof(*fw));
-	pthread_condattr_t ca;
 
 	if (!fw)
 		return M2Z_ERR_NOMEM;
@@ -681,10 +662,7 @@ int forward_new(const struct forward_opts *opts, const struct forward_hooks *hoo
 	fw->buckets = calloc(fw->nbuckets, sizeof(*fw->buckets));
 	pthread_mutex_init(&fw->lock, NULL);
 	pthread_mutex_init(&fw->step_mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&fw->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_monotonic(&fw->cond);
 	if (!fw->pool || !fw->kpool || !fw->buckets) {
 		free_all(fw);
 		return M2Z_ERR_NOMEM;

@@ -35,10 +35,6 @@ void forward_step(struct forward *fw);
  * forwarder made by forward_new() with no call in flight. */
 void forward_free(struct forward *fw);
 
-/* Upper bound of the N-th backoff delay (N >= 1): INITIAL * 2^(N-1),
- * capped at MAX. The delay itself is uniform in [0, that]. */
-int64_t forward_backoff_cap_ms(int64_t initial_ms, int64_t max_ms, int n);
-
 struct forward_peek {
 	int window, in_flight;
 	size_t pending;             /* records taken from the spool, not yet acked */

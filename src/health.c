@@ -357,7 +357,6 @@ static void copy_counters(struct health_snapshot *s)
 	s->duplicates = STAT_GET(duplicates);
 	s->retries = STAT_GET(retries);
 	s->dead_lettered = STAT_GET(dead_lettered);
-	s->dropped = STAT_GET(dropped);
 	s->rejected = STAT_GET(rejected);
 	for (int i = 0; i <= STATS_N_BOUNDS; i++)
 		s->latency_bucket[i] = STAT_GET(latency_bucket[i]);
@@ -381,7 +380,7 @@ void health_snapshot(struct health *h, struct health_snapshot *s)
 		spool_get_stats(h->src.spool, &ss);
 		s->backlog_events = ss.records;
 		s->backlog_bytes = ss.bytes;
-		s->dropped += ss.dropped;
+		s->dropped = ss.dropped; /* the spool counts them (bounds, max_age) */
 		s->oldest_age_ms = ss.oldest_ms ? s->now_ms - ss.oldest_ms : 0;
 	}
 	if (h->src.oauth) {

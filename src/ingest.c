@@ -245,16 +245,9 @@ static int write_dead(struct ingest *ing, const struct keep_job *job)
 /* Sleep MS unless a stop comes first; true when stopping. */
 static bool wait_or_stop(struct ingest *ing, int64_t ms)
 {
-	struct timespec ts;
+	struct timespec ts = mono_deadline(ms);
 	bool stop;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += (time_t)(ms / 1000);
-	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&ing->lock);
 	if (!ing->stopping)
 		pthread_cond_timedwait(&ing->cond, &ing->lock, &ts);
@@ -292,7 +285,7 @@ static int hold_until_kept(struct ingest *ing, int (*write)(struct ingest *, con
 			rc = M2Z_ERR_CLOSED;
 			break;
 		}
-		delay = delay * 2 > HOLD_MAX_MS ? HOLD_MAX_MS : delay * 2;
+		delay = backoff_next_ms(delay, HOLD_MAX_MS);
 	}
 	if (start) {
 		atomic_store(&g_holding, false);
@@ -313,7 +306,6 @@ bool ingest_holding(void)
 int ingest_new(const struct ingest_opts *opts, struct ingest **out)
 {
 	struct ingest *ing = calloc(1, sizeof(*ing));
-	pthread_condattr_t ca;
 
 	if (!ing)
 		return M2Z_ERR_NOMEM;
@@ -328,10 +320,7 @@ int ingest_new(const struct ingest_opts *opts, struct ingest **out)
 	ing->crash_before = env_hook("before_spool");
 	ing->crash_after = env_hook("after_spool");
 	pthread_mutex_init(&ing->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&ing->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_monotonic(&ing->cond);
 	*out = ing;
 	return M2Z_OK;
 }

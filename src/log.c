@@ -11,7 +11,9 @@
 _Atomic int log_threshold = LOG_LVL_INFO;
 static bool journal;
 
-static const char *const level_names[] = { "ERROR", "WARN ", "INFO ", "DEBUG" };
+const char *const log_level_names[] = { "error", "warn", "info", "debug", NULL };
+/* As they appear in a log line: upper case, padded to one width. */
+static const char *const level_tags[] = { "ERROR", "WARN ", "INFO ", "DEBUG" };
 
 void log_set_level(int level)
 {
@@ -21,9 +23,8 @@ void log_set_level(int level)
 
 int log_level_parse(const char *s)
 {
-	static const char *const names[] = { "error", "warn", "info", "debug" };
-	for (int i = 0; i < 4; i++)
-		if (strcmp(s, names[i]) == 0)
+	for (int i = 0; log_level_names[i]; i++)
+		if (strcmp(s, log_level_names[i]) == 0)
 			return i;
 	return -1;
 }
@@ -53,13 +54,13 @@ void log_write(int level, const char *module, const char *fmt, ...)
 		static const char prio[] = { '3', '4', '6', '7' };
 		n = 0;
 		r = snprintf(line, sizeof(line), "<%c>%s [%s] ", prio[level & 3],
-			     level_names[level & 3], module);
+			     level_tags[level & 3], module);
 	} else {
 		clock_gettime(CLOCK_REALTIME, &ts);
 		gmtime_r(&ts.tv_sec, &tm);
 		n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
 		r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s [%s] ",
-			     ts.tv_nsec / 1000000L, level_names[level & 3], module);
+			     ts.tv_nsec / 1000000L, level_tags[level & 3], module);
 	}
 	if (r > 0)
 		n += (size_t)r;

@@ -22,6 +22,9 @@ void log_set_level(int level);
  * `journalctl -p warning` works) and carry no timestamp of their own.
  * Call once at start; returns true when the journal was detected. */
 bool log_detect_journal(void);
+/* Indexed by enum log_level, NULL-terminated: the config and --log-level
+ * spelling. */
+extern const char *const log_level_names[];
 /* "error", "warn", "info", "debug" -> level; -1 when unknown. */
 int log_level_parse(const char *s);
 /* Thread-safe: one write(2) per line. */

@@ -4,35 +4,44 @@
  * only after that) -> spool -> forward -> zeebe -> spool_ack / deadletter.
  *
  * Thread map (who runs what, who owns which pointer):
- *   main          argv, config, start-up, signals (sigtimedwait), the stats
- *                 line, stop. Owns struct agent and every handle in it; frees
- *                 them in stop_all() after the threads that use them ended.
+ *   main          argv, config, start-up, signals (sigtimedwait), SIGHUP
+ *                 reload, the stats line, stop. Owns struct agent and every
+ *                 handle in it; frees them in stop_all() after the threads
+ *                 that use them ended.
  *   MQTT loop     libmosquitto's thread (mqtt_in_start): ingest_on_message ->
- *                 routes, spool_append, deadletter_emit, forward_kick. Owns
- *                 the ingest's render/record buffers.
+ *                 routes, spool_append, deadletter_emit, forward_kick; also
+ *                 worker.c's publish acknowledgements and reply messages.
+ *                 Owns the ingest's render/record buffers.
+ *   MQTT connect  mqtt_in.c connector_main: retries the first connect while
+ *                 the broker is absent at start, then hands over to the loop.
  *   forwarder     forward.c run(): spool_next/spool_ack, zeebe_publish,
  *                 deadletter_emit -> republish_dead -> mqtt_in_publish
  *                 (reads ag->mqtt, which is set before this thread starts).
  *   completion    zeebe.c cq_thread: gRPC completion queue; hands each
- *                 result to the forwarder's done list (forward.c on_done).
+ *                 PublishMessage result to the forwarder's done list
+ *                 (forward.c on_done) and each job command's result to
+ *                 worker.c.
  *   group commit  spool.c group_thread (sync = group or none): fsync / ack-log
  *                 flush every group_commit.
  *   token         oauth.c refresher: fetches/refreshes the token; zeebe.c
- *                 reads it per call.
+ *                 reads it per call (oauth_header).
+ *   workers       worker.c worker_thread, one per [worker] section:
+ *                 ActivateJobs long polling (its own completion queue), job
+ *                 rendering, mqtt_in_publish, reply timers.
  *   metrics       libmicrohttpd's thread ([metrics] listen only): reads the
  *                 health snapshot and the atomic counters, writes nothing.
- *   MQTT connect  mqtt_in.c connector: retries the first connect while the
- *                 broker is absent at start, then hands over to the loop.
  * The main thread also ticks every TICK_MS: peer-state lines and reminders
  * (health.c), the status topic, systemd STATUS/WATCHDOG, the stats line.
  * Start-up order (each step may be used by the threads started after it):
- *   spool + dead letters -> health + metrics -> oauth + zeebe (completion, token threads) ->
- *   mqtt_in_new (ag->mqtt, no thread yet) -> forward_start (forwarder) ->
- *   ingest_new -> mqtt_in_start (MQTT loop).
- * Stop order: STOPPING=1, metrics off, "offline" on the status topic ->
- * ingest_stop (ends a hold) -> spool_close (wakes a blocked
- * append; a message not kept exits without ack) -> mqtt_in_stop -> forward_stop
- * (in-flight calls finish) -> free in reverse. */
+ *   spool + dead letters (group commit) -> health + metrics -> oauth + zeebe
+ *   (token, completion) -> mqtt_in_new (ag->mqtt, no thread yet) ->
+ *   forward_start (forwarder) -> workers_start (workers) -> ingest_new ->
+ *   mqtt_in_start (MQTT loop, MQTT connect).
+ * Stop order: STOPPING=1, metrics off -> workers_stop (jobs in hand go back)
+ * -> "offline" on the status topic -> ingest_stop (ends a hold) ->
+ * spool_close (wakes a blocked append; a message not kept exits without ack)
+ * -> mqtt_in_stop -> forward_stop (in-flight calls finish) -> free in
+ * reverse. */
 #define LOG_MODULE "main"
 
 #include <errno.h>
@@ -155,7 +164,7 @@ static void log_stats(struct agent *ag)
 		 (unsigned long long)STAT_GET(spooled), (unsigned long long)STAT_GET(published),
 		 (unsigned long long)STAT_GET(duplicates), (unsigned long long)STAT_GET(retries),
 		 (unsigned long long)STAT_GET(dead_lettered),
-		 (unsigned long long)(STAT_GET(dropped) + ss.dropped),
+		 (unsigned long long)ss.dropped,
 		 (unsigned long long)ss.corrupt,
 		 (unsigned long long)STAT_GET(rejected), (unsigned long long)ss.records,
 		 (unsigned long long)ss.bytes, (long long)age, window, in_flight,

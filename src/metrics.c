@@ -57,7 +57,7 @@ static void histogram(struct buf *b, const struct health_snapshot *s)
 	}
 	cum += s->latency_bucket[STATS_N_BOUNDS];
 	buf_printf(b, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", n, cum);
-	buf_printf(b, "%s_sum %.15g\n%s_count %" PRIu64 "\n", n, s->latency_sum_ms / 1000.0, n, cum);
+	buf_printf(b, "%s_sum %.15g\n%s_count %" PRIu64 "\n", n, (double)s->latency_sum_ms / 1000.0, n, cum);
 }
 
 static void counters(struct buf *b, const struct health_snapshot *s)
@@ -178,6 +178,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
 	return rc;
 }
 
+/* FMT comes from libmicrohttpd: the attribute tells the compiler so. */
+__attribute__((format(printf, 2, 0)))
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char line[512];

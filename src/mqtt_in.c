@@ -216,7 +216,7 @@ static int configure(struct mqtt_in *mi)
 	}
 	if (c->tls) {
 		rc = mosquitto_tls_set(mi->mosq, c->ca_file[0] ? c->ca_file : NULL,
-				       c->ca_file[0] ? NULL : "/etc/ssl/certs",
+				       c->ca_file[0] ? NULL : SYSTEM_CA_DIR,
 				       c->cert_file[0] ? c->cert_file : NULL,
 				       c->key_file[0] ? c->key_file : NULL, NULL);
 		if (rc != MOSQ_ERR_SUCCESS)
@@ -283,16 +283,12 @@ int mqtt_in_new(const struct conf_mqtt *conf, const struct mqtt_sub *subs, size_
 {
 	struct mqtt_in *mi = calloc(1, sizeof(*mi));
 
-	pthread_condattr_t ca;
 
 	if (!mi)
 		return M2Z_ERR_NOMEM;
 	pthread_mutex_init(&mi->mu, NULL);
 	pthread_mutex_init(&mi->subs_lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&mi->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_monotonic(&mi->cond);
 	pthread_mutex_lock(&lib_lock);
 	if (lib_refs++ == 0)
 		mosquitto_lib_init();
@@ -347,15 +343,8 @@ static int try_connect(struct mqtt_in *mi)
 /* Wait DELAY_MS or until stopped (mu held). */
 static void connector_wait(struct mqtt_in *mi, int64_t delay_ms)
 {
-	struct timespec ts;
+	struct timespec ts = mono_deadline(delay_ms);
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += (time_t)(delay_ms / 1000);
-	ts.tv_nsec += (long)(delay_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
 	while (!mi->stopping && pthread_cond_timedwait(&mi->cond, &mi->mu, &ts) == 0)
 		;
 }
@@ -380,7 +369,7 @@ static void *connector_main(void *arg)
 		}
 		log_debug("cannot connect to %s:%d (%s); attempt %u, next in %lld ms",
 			  mi->conf.host, mi->conf.port, connect_error(rc), attempt, (long long)delay);
-		delay = delay * 2 > mi->conf.reconnect_max_ms ? mi->conf.reconnect_max_ms : delay * 2;
+		delay = backoff_next_ms(delay, mi->conf.reconnect_max_ms);
 	}
 	pthread_mutex_unlock(&mi->mu);
 	return NULL;

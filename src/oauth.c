@@ -14,7 +14,7 @@
 #include "token_cache.h"
 #include "util.h"
 
-#include <cJSON.h>
+#include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -337,11 +337,7 @@ void oauth_pace_attempt(struct oauth_pace *p, int64_t now)
 
 int64_t oauth_backoff_ceiling(unsigned streak)
 {
-	int64_t c = OAUTH_BACKOFF_START_MS;
-
-	for (unsigned i = 1; i < streak && c < OAUTH_BACKOFF_CAP_MS; i++)
-		c *= 2;
-	return c < OAUTH_BACKOFF_CAP_MS ? c : OAUTH_BACKOFF_CAP_MS;
+	return backoff_cap_ms(OAUTH_BACKOFF_START_MS, OAUTH_BACKOFF_CAP_MS, streak);
 }
 
 int64_t oauth_pace_failure(struct oauth_pace *p, int64_t now, int64_t retry_after_ms,
@@ -699,14 +695,7 @@ static void wait_until(struct oauth *oa, int64_t due)
 		pthread_cond_wait(&oa->cond, &oa->mu);
 		return;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	int64_t left = due - mono_ms();
-	ts.tv_sec += left / 1000;
-	ts.tv_nsec += (long)(left % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	ts = mono_deadline(due - mono_ms());
 	pthread_cond_timedwait(&oa->cond, &oa->mu, &ts);
 }
 
@@ -764,19 +753,13 @@ static int check_opts(const struct oauth_opts *o, struct https_url *u)
 
 static int init_sync(struct oauth *oa)
 {
-	pthread_condattr_t ca;
-	int rc = 0;
-
-	if (pthread_condattr_init(&ca))
+	if (cond_init_monotonic(&oa->cond))
 		return M2Z_ERR_NOMEM;
-	if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) || pthread_cond_init(&oa->cond, &ca))
-		rc = M2Z_ERR_NOMEM;
-	pthread_condattr_destroy(&ca);
-	if (rc == 0 && pthread_mutex_init(&oa->mu, NULL)) {
+	if (pthread_mutex_init(&oa->mu, NULL)) {
 		pthread_cond_destroy(&oa->cond);
-		rc = M2Z_ERR_NOMEM;
+		return M2Z_ERR_NOMEM;
 	}
-	return rc;
+	return 0;
 }
 
 /* Everything but the thread; on failure the caller frees with oauth_free. */

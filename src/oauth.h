@@ -53,8 +53,8 @@ void oauth_free(struct oauth *oa);
 /* Non-blocking. Writes "Bearer <token>" (NUL-terminated) into BUF and the
  * token's generation into *GEN (may be NULL). Returns 0, M2Z_ERR_AGAIN when
  * no valid token is cached (a fetch is under way or backing off), or
- * M2Z_ERR_TOO_BIG when LEN is too small. Safe from any thread, including
- * gRPC's credential plugin. */
+ * M2Z_ERR_TOO_BIG when LEN is too small. Safe from any thread (zeebe.c calls
+ * it as each call starts, to send the token as per-call metadata). */
 int oauth_header(struct oauth *oa, char *buf, size_t len, uint64_t *gen);
 
 /* Longest "Bearer <token>" value we send: the gateway's (Java gRPC,

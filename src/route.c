@@ -782,19 +782,13 @@ static int put_key(struct buf *b, const char *key)
 
 static int base64_append(struct buf *b, const unsigned char *s, size_t n)
 {
-	static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	int rc = buf_reserve(b, (n + 2) / 3 * 4 + 2);
+	int rc = buf_reserve(b, base64_len(n) + 2);
 
 	if (rc)
 		return rc;
 	buf_putc(b, '"');
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0) |
-			     (i + 2 < n ? s[i + 2] : 0);
-		char q[4] = { tbl[v >> 18], tbl[(v >> 12) & 63], i + 1 < n ? tbl[(v >> 6) & 63] : '=',
-			      i + 2 < n ? tbl[v & 63] : '=' };
-		buf_append(b, q, 4);
-	}
+	base64_encode_to(b->p + b->len, s, n);
+	b->len += base64_len(n);
 	return buf_putc(b, '"');
 }
 
@@ -1015,16 +1009,7 @@ void routes_print(const struct routes *rt, FILE *f)
 		const struct conf_route *cr = r->cr;
 		char ttl[32];
 
-		static const struct { const char *u; int64_t m; } units[] = {
-			{ "d", 86400000 }, { "h", 3600000 }, { "m", 60000 }, { "s", 1000 }, { "ms", 1 },
-		};
-		for (size_t k = 0; k < 5; k++) {
-			if (cr->ttl_ms % units[k].m == 0) {
-				snprintf(ttl, sizeof(ttl), "%" PRId64 "%s", cr->ttl_ms / units[k].m,
-					 cr->ttl_ms ? units[k].u : "");
-				break;
-			}
-		}
+		format_duration(cr->ttl_ms, ttl, sizeof(ttl));
 		fprintf(f, "route %zu '%s': topic %s (QoS %d)%s\n", i + 1, cr->name, cr->topic, cr->qos,
 			i ? "" : " -- first match wins");
 		fprintf(f, "  message_name    %s\n", cr->message_name);
@@ -1093,11 +1078,6 @@ size_t doc_tmpl_prefix(const struct doc_tmpl *d, const char **lit)
 	}
 	*lit = d->t.segs[0].text;
 	return d->t.segs[0].len;
-}
-
-bool doc_tmpl_single_ptr(const struct doc_tmpl *d)
-{
-	return d->t.single_ptr;
 }
 
 /* A value put into one topic level: non-empty, no level separator and no

@@ -135,8 +135,6 @@ void doc_tmpl_free(struct doc_tmpl *d);
 
 /* The literal text before the first expression (borrowed from D). */
 size_t doc_tmpl_prefix(const struct doc_tmpl *d, const char **lit);
-/* True when the template is exactly one {/ptr}. */
-bool doc_tmpl_single_ptr(const struct doc_tmpl *d);
 
 /* Each substituted value must be a safe topic level part: non-empty and
  * free of '/', '+', '#' (else M2Z_ERR_INVAL with the reason). */

@@ -44,7 +44,7 @@
 #include "log.h"
 #include "err.h"
 #include "util.h"
-#include "spool.h"
+#include "spool_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -151,25 +151,6 @@ static uint64_t get_le64(const uint8_t *p)
 	for (int i = 7; i >= 0; i--)
 		v = v << 8 | p[i];
 	return v;
-}
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void deadline_after(struct timespec *ts, int64_t ms)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += (time_t)(ms / 1000);
-	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
 }
 
 static int do_fdatasync(int fd)
@@ -954,7 +935,8 @@ static int idx_load(struct spool *sp, struct seg *g, uint64_t fsize)
 	g->size = fsize;
 	g->first_ms = (int64_t)get_le64(b + 32);
 	if (g->count > fsize / FRAME_OVERHEAD || (g->count == 0) != (fsize == 0) ||
-	    !(g->skips = calloc(n_skips ? n_skips : 1, sizeof(*g->skips))))
+	    /* n_skips <= IDX_MAX_SKIPS: the file size was checked above. */
+	    !(g->skips = calloc(n_skips ? (size_t)n_skips : 1, sizeof(*g->skips))))
 		goto out;
 	for (uint64_t i = 0; i < n_skips; i++, g->n_skips++) {
 		if (!idx_skip_ok(g, b + IDX_FIXED + i * IDX_SKIP, prev_to, &g->skips[i]))
@@ -1440,15 +1422,10 @@ static bool dir_gone(struct spool *sp);
 
 static void init_sync(struct spool *sp)
 {
-	pthread_condattr_t ca;
-
 	pthread_mutex_init(&sp->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&sp->data, &ca);
-	pthread_cond_init(&sp->space, &ca);
-	pthread_cond_init(&sp->tick, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_monotonic(&sp->data);
+	cond_init_monotonic(&sp->space);
+	cond_init_monotonic(&sp->tick);
 }
 
 static int check_opts(const struct spool_opts *o)
@@ -1587,7 +1564,7 @@ static void *group_thread(void *arg)
 				pthread_cond_wait(&sp->tick, &sp->mu);
 			continue;
 		}
-		deadline_after(&ts, sp->o.group_commit_ms);
+		ts = mono_deadline(sp->o.group_commit_ms);
 		while (!sp->stop && pthread_cond_timedwait(&sp->tick, &sp->mu, &ts) != ETIMEDOUT)
 			;
 		dir_gone(sp);   /* said at once, not at the next event */
@@ -1680,7 +1657,7 @@ static int make_room(struct spool *sp, uint64_t framed)
 		case SPOOL_FULL_BLOCK:
 			sp->n_blocked++;
 			if (low) {      /* space may come back from outside: re-check */
-				deadline_after(&ts, RESERVE_WAIT_MS);
+				ts = mono_deadline(RESERVE_WAIT_MS);
 				pthread_cond_timedwait(&sp->space, &sp->mu, &ts);
 				sp->since_statvfs = STATVFS_EVERY;
 			} else {
@@ -1812,7 +1789,7 @@ int spool_append(struct spool *sp, const void *rec, size_t len, uint64_t *seq_ou
 		else
 			idx_write(sp, old);
 	}
-	if ((rc = write_record(sp, rec, len, wall_ms())) < 0)
+	if ((rc = write_record(sp, rec, len, now_ms())) < 0)
 		goto out;
 	if (seq_out)
 		*seq_out = sp->next_seq;
@@ -1994,7 +1971,7 @@ int spool_next(struct spool *sp, int timeout_ms, struct spool_rec **out)
 	int rc;
 
 	*out = NULL;
-	deadline_after(&dl, timeout_ms > 0 ? timeout_ms : 0);
+	dl = mono_deadline(timeout_ms);
 	pthread_mutex_lock(&sp->mu);
 	for (;;) {
 		if (sp->closed) {
@@ -2002,7 +1979,7 @@ int spool_next(struct spool *sp, int timeout_ms, struct spool_rec **out)
 			break;
 		}
 		rc = read_one(sp, out);
-		if (rc == 1 && too_old(sp, *out, wall_ms())) {
+		if (rc == 1 && too_old(sp, *out, now_ms())) {
 			aged++;
 			sp->dropped++;
 			mark_done(sp, (*out)->seq);

@@ -132,11 +132,6 @@ void spool_rec_free(struct spool_rec *rec);
  * written within group_commit_ms). Still accepted after spool_close(). */
 int spool_ack(struct spool *sp, uint64_t seq);
 
-/* Make records handed out but not acknowledged come out of spool_next()
- * again (used by tests and by the forwarder after a reset); normal restart
- * achieves the same. */
-void spool_rewind(struct spool *sp);
-
 void spool_get_stats(struct spool *sp, struct spool_stats *st);
 
 /* fsync everything now (used at shutdown). */

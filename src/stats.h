@@ -16,7 +16,6 @@ struct stats {
 	atomic_uint_fast64_t duplicates;    /* gateway said ALREADY_EXISTS */
 	atomic_uint_fast64_t retries;       /* calls retried */
 	atomic_uint_fast64_t dead_lettered; /* written to the dead-letter file */
-	atomic_uint_fast64_t dropped;       /* dropped by spool bounds */
 	atomic_uint_fast64_t rejected;      /* refused by a full spool (reject_newest) */
 	atomic_uint_fast64_t durability_failures; /* episodes in which an event could not be
 						     made durable (ingest held the ack) */

@@ -5,7 +5,7 @@
 #include "err.h"
 #include "util.h"
 
-#include <cJSON.h>
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>

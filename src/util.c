@@ -3,6 +3,7 @@
 #include "err.h"
 
 #include <ctype.h>
+#include <inttypes.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,73 @@ int64_t mono_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int cond_init_monotonic(pthread_cond_t *cond)
+{
+	pthread_condattr_t ca;
+	int rc = pthread_condattr_init(&ca);
+
+	if (rc)
+		return rc;
+	rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (!rc)
+		rc = pthread_cond_init(cond, &ca);
+	pthread_condattr_destroy(&ca);
+	return rc;
+}
+
+struct timespec mono_deadline(int64_t ms)
+{
+	struct timespec ts;
+
+	if (ms < 0)
+		ms = 0;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}
+
+int64_t backoff_cap_ms(int64_t initial_ms, int64_t max_ms, unsigned n)
+{
+	int64_t cap = initial_ms;
+
+	for (unsigned i = 1; i < n && cap < max_ms; i++)
+		cap *= 2;
+	return cap > max_ms ? max_ms : cap;
+}
+
+int64_t backoff_next_ms(int64_t cur_ms, int64_t max_ms)
+{
+	return cur_ms > max_ms / 2 ? max_ms : cur_ms * 2;
+}
+
+int64_t jitter_ms(int64_t cap_ms)
+{
+	return cap_ms > 0 ? (int64_t)rand_below((uint64_t)cap_ms + 1) : 0;
+}
+
+void format_duration(int64_t ms, char *buf, size_t len)
+{
+	static const struct { const char *unit; int64_t ms; } units[] = {
+		{ "d", 86400000 }, { "h", 3600000 }, { "m", 60000 }, { "s", 1000 }, { "ms", 1 },
+	};
+
+	if (ms == 0) {
+		snprintf(buf, len, "0");
+		return;
+	}
+	for (size_t i = 0;; i++) {
+		if (ms % units[i].ms == 0) {
+			snprintf(buf, len, "%" PRId64 "%s", ms / units[i].ms, units[i].unit);
+			return;
+		}
+	}
 }
 
 void format_rfc3339_ms(int64_t ms, char *buf, size_t len)
@@ -74,29 +142,33 @@ bool utf8_valid(const void *data, size_t len)
 
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-char *base64_encode(const void *data, size_t len)
+size_t base64_len(size_t len)
+{
+	return (len + 2) / 3 * 4;
+}
+
+void base64_encode_to(char *out, const void *data, size_t len)
 {
 	const unsigned char *s = data;
-	char *out = malloc((len + 2) / 3 * 4 + 1);
-	size_t o = 0, i;
+
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < len ? (uint32_t)s[i + 1] << 8 : 0) |
+			     (i + 2 < len ? s[i + 2] : 0);
+		*out++ = b64[v >> 18];
+		*out++ = b64[(v >> 12) & 63];
+		*out++ = i + 1 < len ? b64[(v >> 6) & 63] : '=';
+		*out++ = i + 2 < len ? b64[v & 63] : '=';
+	}
+}
+
+char *base64_encode(const void *data, size_t len)
+{
+	char *out = malloc(base64_len(len) + 1);
 
 	if (!out)
 		return NULL;
-	for (i = 0; i + 2 < len; i += 3) {
-		uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
-		out[o++] = b64[v >> 18];
-		out[o++] = b64[(v >> 12) & 63];
-		out[o++] = b64[(v >> 6) & 63];
-		out[o++] = b64[v & 63];
-	}
-	if (i < len) {
-		uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < len ? (uint32_t)s[i + 1] << 8 : 0);
-		out[o++] = b64[v >> 18];
-		out[o++] = b64[(v >> 12) & 63];
-		out[o++] = i + 1 < len ? b64[(v >> 6) & 63] : '=';
-		out[o++] = '=';
-	}
-	out[o] = '\0';
+	base64_encode_to(out, data, len);
+	out[base64_len(len)] = '\0';
 	return out;
 }
 
@@ -137,7 +209,7 @@ uint64_t rand_below(uint64_t n)
 	if (n == 0)
 		return 0;
 	if (x == 0)
-		x = (uint64_t)mono_ms() * 0x9E3779B97F4A7C15ULL ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)&x;
+		x = (uint64_t)mono_ms() * UINT64_C(0x9E3779B97F4A7C15) ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)&x;
 	x ^= x << 13;
 	x ^= x >> 7;
 	x ^= x << 17;

@@ -90,7 +90,7 @@ struct workers {
 	struct oauth *oauth;        /* may be NULL */
 	int64_t request_timeout_ms;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;        /* a slot was freed; stop requested */
+	pthread_cond_t cond;        /* CLOCK_MONOTONIC; a slot was freed; stop requested */
 	bool stopping;
 };
 
@@ -246,7 +246,7 @@ int workers_new(const struct config *cfg, struct workers **out, char *err, size_
 	}
 	ws->cfg = cfg;
 	pthread_mutex_init(&ws->lock, NULL);
-	pthread_cond_init(&ws->cond, NULL);
+	cond_init_monotonic(&ws->cond);
 	for (size_t i = 0; i < cfg->n_workers; i++) {
 		ws->n = i + 1;
 		ws->w[i].ws = ws;
@@ -767,20 +767,6 @@ static bool tick(void *arg)
 	return stop;
 }
 
-/* Now + one tick, for pthread_cond_timedwait (CLOCK_REALTIME). */
-static struct timespec tick_deadline(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += TICK_MS * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	return ts;
-}
-
 /* Wait up to MS or until stop; runs the timers. Returns false on stop. */
 static bool idle(struct worker *w, int64_t ms)
 {
@@ -789,7 +775,7 @@ static bool idle(struct worker *w, int64_t ms)
 
 	pthread_mutex_lock(&w->ws->lock);
 	while (!w->ws->stopping && mono_ms() < until) {
-		struct timespec ts = tick_deadline();
+		struct timespec ts = mono_deadline(TICK_MS);
 		pthread_cond_timedwait(&w->ws->cond, &w->ws->lock, &ts);
 		housekeeping(w);
 	}
@@ -843,9 +829,7 @@ static void *worker_thread(void *arg)
 			log_info("[worker %s] gateway rejected the token (%s); fetching a new one", cw->name, details);
 			oauth_invalidate(w->ws->oauth, gen);
 		}
-		backoff = backoff ? backoff * 2 : 250;
-		if (backoff > POLL_BACKOFF_MAX_MS)
-			backoff = POLL_BACKOFF_MAX_MS;
+		backoff = backoff ? backoff_next_ms(backoff, POLL_BACKOFF_MAX_MS) : 250;
 		if (code == M2Z_ERR_AUTH)
 			log_debug("[worker %s] no OAuth token yet", cw->name);
 		else if (backoff == 250 || backoff == POLL_BACKOFF_MAX_MS)
@@ -914,7 +898,7 @@ void workers_stop(struct workers *ws, int64_t grace_ms)
 	for (size_t i = 0; i < ws->n; i++)
 		fail_back_all(&ws->w[i], "agent stopping", 0);
 	while (all_in_hand(ws) > 0 && mono_ms() < until) {
-		struct timespec ts = tick_deadline();
+		struct timespec ts = mono_deadline(TICK_MS);
 		pthread_cond_timedwait(&ws->cond, &ws->lock, &ts);
 		for (size_t i = 0; i < ws->n; i++)
 			for (int k = 0; k < ws->w[i].cw->max_jobs_active; k++)

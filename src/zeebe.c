@@ -25,9 +25,9 @@
 #include "log.h"
 #include "oauth.h"
 #include "redact.h"
+#include "util.h"
 #include "zeebe_internal.h"
 
-#define SYSTEM_ROOTS "/etc/ssl/certs/ca-certificates.crt"
 #define AUTH_MAX (OAUTH_MAX_HEADER + 1)
 
 /* One call in flight. */
@@ -85,27 +85,6 @@ static gpr_timespec deadline_after(int64_t ms)
 }
 
 /* ---- completion ---------------------------------------------------------- */
-
-static int64_t decode_key(grpc_byte_buffer *bb)
-{
-	grpc_byte_buffer_reader r;
-	grpc_slice s;
-	GatewayProtocol__PublishMessageResponse *resp;
-	int64_t key = 0;
-
-	if (!bb || !grpc_byte_buffer_reader_init(&r, bb))
-		return 0;
-	s = grpc_byte_buffer_reader_readall(&r);
-	grpc_byte_buffer_reader_destroy(&r);
-	resp = gateway_protocol__publish_message_response__unpack(NULL, GRPC_SLICE_LENGTH(s),
-								  GRPC_SLICE_START_PTR(s));
-	if (resp) {
-		key = resp->key;
-		gateway_protocol__publish_message_response__free_unpacked(resp, NULL);
-	}
-	grpc_slice_unref(s);
-	return key;
-}
 
 static void call_free(struct zcall *c)
 {
@@ -213,8 +192,6 @@ static void complete(struct zcall *c, bool ok)
 	note_reachability(zb, res.code, details, sizeof(details));
 	res.details = details;
 	res.token_gen = c->token_gen;
-	if (res.code == ZEEBE_OK)
-		res.key = decode_key(c->response);
 	report_token(zb, c, res.code);
 
 	pthread_mutex_lock(&zb->lock);
@@ -379,16 +356,6 @@ int zeebe_call_unary(struct zeebe *zb, const char *method, const void *req, size
 	return M2Z_OK;
 }
 
-size_t zeebe_in_flight(struct zeebe *zb)
-{
-	size_t n;
-
-	pthread_mutex_lock(&zb->lock);
-	n = zb->in_flight;
-	pthread_mutex_unlock(&zb->lock);
-	return n;
-}
-
 /* ---- Topology (blocking; --check-connection only) ------------------------- */
 
 static void summarize(grpc_byte_buffer *bb, char *out, size_t len)
@@ -511,8 +478,8 @@ static grpc_channel_credentials *make_creds(const struct zeebe_opts *o, char *er
 		return grpc_insecure_credentials_create();
 	/* Without a CA file: the system trust store, which gRPC would
 	 * otherwise take from its own bundled roots. */
-	if (!path && access(SYSTEM_ROOTS, R_OK) == 0)
-		path = SYSTEM_ROOTS;
+	if (!path && access(SYSTEM_CA_FILE, R_OK) == 0)
+		path = SYSTEM_CA_FILE;
 	if (path && !(pem = read_pem(path, err, errlen)))
 		return NULL;
 	creds = grpc_ssl_credentials_create(pem, NULL, NULL, NULL);
@@ -535,7 +502,6 @@ static void grpc_log(gpr_log_func_args *a)
 	const char *msg = a->message ? a->message : "";
 	int n = (int)strcspn(msg, "\r\n");
 	const char *args = strstr(msg, " Got args:");
-	struct timespec ts;
 	int64_t now;
 
 	if (args && args - msg < n)
@@ -546,8 +512,7 @@ static void grpc_log(gpr_log_func_args *a)
 		log_debug("gRPC core: %.*s", n, msg);
 		return;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	now = mono_ms();
 	pthread_mutex_lock(&lock);
 	if (last && now - last < 30000) {
 		held++;

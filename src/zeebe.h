@@ -1,8 +1,8 @@
 /* zeebe.h - the Zeebe gateway client; the only module that includes gRPC.
  *
  * One channel (TLS by default, plaintext only when asked by name), the
- * bearer token from oauth.c attached to every call by a non-blocking
- * call-credentials plugin, a per-call deadline, keepalive, user agent and
+ * bearer token from oauth.c (or a Basic header) sent as per-call
+ * "authorization" metadata, a per-call deadline, keepalive, user agent and
  * max message size as in struct zeebe_opts. Calls are asynchronous: any
  * number may be in flight (the forwarder bounds them); one completion-queue
  * thread finishes them and calls back. */
@@ -60,7 +60,6 @@ struct zeebe_opts {
 struct zeebe_result {
 	int code;                   /* enum zeebe_code */
 	const char *details;        /* gateway's status message, "" if none */
-	int64_t key;                /* PublishMessageResponse.key when OK */
 	uint64_t token_gen;         /* oauth generation the call carried (for
 				       oauth_invalidate on UNAUTHENTICATED) */
 };
@@ -85,12 +84,9 @@ int zeebe_publish(struct zeebe *zb, const void *req, size_t len,
 		  zeebe_done_fn done, void *arg);
 
 /* Blocking Topology call for --check-connection and start-up logs. Writes a
- * one-line summary ("gateway 8.4.0, 3 brokers, 3 partitions, all leaders
- * healthy") or the error into SUMMARY. Returns the status code. */
+ * one-line summary ("gateway 8.4.0, 3 broker(s), 3 partition(s), 3
+ * leader(s), 3 healthy") or the error into SUMMARY. Returns the status code. */
 int zeebe_topology(struct zeebe *zb, int64_t timeout_ms, char *summary, size_t len);
-
-/* Calls started and not yet completed. */
-size_t zeebe_in_flight(struct zeebe *zb);
 
 /* Stop accepting calls; wait up to GRACE_MS for in-flight calls to finish,
  * then cancel the rest (their callbacks get CANCELLED). Idempotent. */

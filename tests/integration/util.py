@@ -529,43 +529,22 @@ class Agent:
 # ---------------------------------------------------------------- gateway records
 
 def field(rec, name, default=None):
-    """Read NAME from a recorded gateway request, whether the peer records
-    objects or dicts."""
-    if isinstance(rec, dict):
-        return rec.get(name, default)
-    return getattr(rec, name, default)
+    """Read NAME from a recorded request (the peers record dicts)."""
+    return rec.get(name, default)
 
 
 def meta(rec, key):
-    """Metadata value KEY (lower-case) of a recorded request, or None."""
-    md = field(rec, "metadata") or {}
-    if isinstance(md, dict):
-        return md.get(key)
-    for k, v in md:  # a list of pairs
-        if k.lower() == key:
-            return v
-    return None
+    """Metadata value KEY (lower-case) of a recorded gateway request, or None."""
+    return (rec.get("metadata") or {}).get(key)
 
 
 def variables(rec):
-    v = field(rec, "variables")
-    if isinstance(v, (bytes, bytearray)):
-        v = v.decode()
-    if isinstance(v, str):
-        return json.loads(v) if v else {}
-    return v
+    """The variables of a recorded PublishMessage request, parsed."""
+    v = rec.get("variables")
+    return json.loads(v) if v else {}
 
 
 # ---------------------------------------------------------------- peer adapters
-
-def _attr_or_call(obj, *names):
-    for n in names:
-        v = getattr(obj, n, None)
-        if v is None:
-            continue
-        return v() if callable(v) else v
-    raise AttributeError("%r has none of %s" % (obj, names))
-
 
 def gw_requests(gw, status="OK"):
     """PublishMessage requests the stand-in gateway answered with STATUS
@@ -580,31 +559,21 @@ def gw_attempts(gw):
 
 def token_requests(ts):
     """Requests the token server recorded (each with the parsed form)."""
-    return list(_attr_or_call(ts, "requests", "recorded"))
+    with ts.lock:
+        return list(ts.requests)
 
 
 def token_form(req):
     """The form fields of one recorded token request as {name: value}."""
-    f = field(req, "form")
-    if f is None:
-        body = field(req, "body") or ""
-        if isinstance(body, bytes):
-            body = body.decode()
-        from urllib.parse import parse_qs
-        f = parse_qs(body)
-    return {k: (v[0] if isinstance(v, list) and len(v) == 1 else v) for k, v in f.items()}
+    return dict(req["form"] or {})
 
 
 def issued_tokens(ts):
-    """Every token the server issued (the peer keeps them in _issued)."""
-    for n in ("issued_tokens", "tokens"):
-        if hasattr(ts, n):
-            v = getattr(ts, n)
-            return list(v() if callable(v) else v)
-    with ts.lock:
-        return list(ts._issued)
+    """Every token the server issued, in order."""
+    return ts.tokens_issued()
 
 
 def token_fetches(ts):
-    v = _attr_or_call(ts, "fetches")
-    return v if isinstance(v, int) else len(v)
+    """Tokens the server issued so far."""
+    with ts.lock:
+        return ts.fetches

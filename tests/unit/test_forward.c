@@ -24,6 +24,7 @@
 #include "route.h"
 #include "spool.h"
 #include "stats.h"
+#include "util.h"
 #include "zeebe.h"
 
 #define MAX_CALLS 256
@@ -232,11 +233,11 @@ static void test_classify_and_backoff_cap(void **state)
 	assert_int_equal(forward_classify(ZEEBE_INVALID_ARGUMENT), FWD_DEAD);
 	assert_int_equal(forward_classify(ZEEBE_RESOURCE_EXHAUSTED), FWD_RETRY);
 	assert_int_equal(forward_classify(ZEEBE_UNAVAILABLE), FWD_RETRY);
-	assert_int_equal(forward_backoff_cap_ms(100, 5000, 1), 100);
-	assert_int_equal(forward_backoff_cap_ms(100, 5000, 2), 200);
-	assert_int_equal(forward_backoff_cap_ms(100, 5000, 6), 3200);
-	assert_int_equal(forward_backoff_cap_ms(100, 5000, 7), 5000);
-	assert_int_equal(forward_backoff_cap_ms(100, 5000, 1000), 5000);
+	assert_int_equal(backoff_cap_ms(100, 5000, 1), 100);
+	assert_int_equal(backoff_cap_ms(100, 5000, 2), 200);
+	assert_int_equal(backoff_cap_ms(100, 5000, 6), 3200);
+	assert_int_equal(backoff_cap_ms(100, 5000, 7), 5000);
+	assert_int_equal(backoff_cap_ms(100, 5000, 1000), 5000);
 }
 
 static void test_ok_and_duplicate_are_acked(void **state)
@@ -271,7 +272,7 @@ static void test_retry_backoff(void **state)
 	put(f, "m1", "k1");
 	forward_step(f->fw);
 	assert_int_equal(g.n_calls, 1);
-	for (int attempt = 1; attempt <= 8; attempt++) {
+	for (unsigned attempt = 1; attempt <= 8; attempt++) {
 		int before = g.n_calls;
 
 		g.now += 3;
@@ -279,7 +280,7 @@ static void test_retry_backoff(void **state)
 		forward_step(f->fw);
 		if (g.n_calls == before) {
 			assert_int_equal(peek(f).waiting, 1);
-			g.now += forward_backoff_cap_ms(INIT_MS, MAX_MS, attempt);
+			g.now += backoff_cap_ms(INIT_MS, MAX_MS, attempt);
 			forward_step(f->fw);
 		}
 		assert_int_equal(g.n_calls, before + 1);

@@ -27,7 +27,7 @@
 
 #include "err.h"
 #include "log.h"
-#include "spool.h"
+#include "spool_internal.h"
 
 #define FRAME 24                /* bytes of framing per record */
 
@@ -1722,7 +1722,7 @@ static void measure_open(struct fx *f, const char *label)
 		t2 = now_s();
 		print_message("replay %s: %" PRIu64 " records, %.1f MB: open %.3f s, first record "
 			      "%.3f s, RSS %ld -> %ld KiB (+%ld); drain+ack %" PRIu64 " in %.2f s, "
-			      "RSS %ld KiB\n", label, st.records, st.bytes / 1e6, t1 - t0, tf - t0,
+			      "RSS %ld KiB\n", label, st.records, (double)st.bytes / 1e6, t1 - t0, tf - t0,
 			      r0, r1, r1 - r0, n, t2 - t1, rss_kib());
 		spool_free(sp);
 		_exit(n == st.records ? 0 : 2);

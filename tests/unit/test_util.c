@@ -124,6 +124,81 @@ static void test_rand_below_stays_in_range(void **state)
 		assert_true(seen[i] > 700); /* ~1000 each; a stuck generator fails */
 }
 
+static void test_backoff(void **state)
+{
+	(void)state;
+	assert_int_equal(backoff_cap_ms(1000, 60000, 0), 1000);
+	assert_int_equal(backoff_cap_ms(1000, 60000, 1), 1000);
+	assert_int_equal(backoff_cap_ms(1000, 60000, 6), 32000);
+	assert_int_equal(backoff_cap_ms(1000, 60000, 7), 60000);
+	assert_int_equal(backoff_cap_ms(1000, 60000, 4000000000u), 60000);
+	assert_int_equal(backoff_next_ms(250, 5000), 500);
+	assert_int_equal(backoff_next_ms(3000, 5000), 5000);
+	assert_int_equal(backoff_next_ms(5000, 5000), 5000);
+	assert_int_equal(backoff_next_ms(INT64_MAX / 2 + 1, INT64_MAX), INT64_MAX);
+	assert_int_equal(jitter_ms(0), 0);
+	assert_int_equal(jitter_ms(-5), 0);
+	for (int i = 0; i < 1000; i++) {
+		int64_t j = jitter_ms(100);
+		assert_true(j >= 0 && j <= 100);
+	}
+}
+
+static void test_format_duration(void **state)
+{
+	static const struct { int64_t ms; const char *s; } v[] = {
+		{ 0, "0" }, { 1, "1ms" }, { 1500, "1500ms" }, { 90000, "90s" }, { 120000, "2m" },
+		{ 7200000, "2h" }, { 604800000, "7d" }, { -3000, "-3s" },
+	};
+	char b[32];
+	(void)state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		format_duration(v[i].ms, b, sizeof(b));
+		assert_string_equal(b, v[i].s);
+	}
+}
+
+/* A deadline made by mono_deadline is MS ahead of the monotonic clock (and
+ * normalised), and a timed wait on a cond_init_monotonic condition honours it. */
+static void test_mono_deadline_and_wait(void **state)
+{
+	pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t c;
+	struct timespec now, d;
+	int64_t t0;
+	(void)state;
+	assert_int_equal(cond_init_monotonic(&c), 0);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	d = mono_deadline(1999);
+	assert_true(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+	int64_t ahead = (int64_t)(d.tv_sec - now.tv_sec) * 1000 + (d.tv_nsec - now.tv_nsec) / 1000000;
+	assert_true(ahead >= 1998 && ahead <= 2100);
+	d = mono_deadline(-10);
+	assert_true(d.tv_sec >= now.tv_sec);
+	t0 = mono_ms();
+	d = mono_deadline(50);
+	pthread_mutex_lock(&mu);
+	while (pthread_cond_timedwait(&c, &mu, &d) == 0)
+		;
+	pthread_mutex_unlock(&mu);
+	assert_true(mono_ms() - t0 >= 49);
+	pthread_cond_destroy(&c);
+}
+
+static void test_base64_into_buffer(void **state)
+{
+	char out[16];
+	(void)state;
+	assert_int_equal(base64_len(0), 0);
+	assert_int_equal(base64_len(1), 4);
+	assert_int_equal(base64_len(3), 4);
+	assert_int_equal(base64_len(4), 8);
+	memset(out, '#', sizeof(out));
+	base64_encode_to(out, "foob", 4);
+	assert_memory_equal(out, "Zm9vYg==", 8);
+	assert_int_equal(out[8], '#'); /* exactly base64_len bytes, no NUL */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -132,6 +207,10 @@ int main(void)
 		cmocka_unit_test(test_base64_round_trip),
 		cmocka_unit_test(test_rfc3339),
 		cmocka_unit_test(test_rand_below_stays_in_range),
+		cmocka_unit_test(test_backoff),
+		cmocka_unit_test(test_format_duration),
+		cmocka_unit_test(test_mono_deadline_and_wait),
+		cmocka_unit_test(test_base64_into_buffer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
