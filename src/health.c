@@ -16,6 +16,7 @@
 #include "oauth.h"
 #include "spool.h"
 #include "util.h"
+#include "worker.h"
 #include "zeebe.h"
 
 struct health {
@@ -393,6 +394,16 @@ void health_snapshot(struct health *h, struct health_snapshot *s)
 	if (h->src.fw) {
 		forward_get_state(h->src.fw, &s->window, &s->in_flight);
 		s->forwarder_idle_ms = mono_ms() - forward_heartbeat_ms(h->src.fw);
+	}
+	if (h->src.workers && workers_count(h->src.workers)) {
+		struct worker_stats ws;
+		workers_get_stats(h->src.workers, &ws);
+		s->has_workers = true;
+		s->jobs_activated = ws.activated;
+		s->jobs_completed = ws.completed;
+		s->jobs_failed = ws.failed;
+		s->jobs_timed_out = ws.timed_out;
+		s->jobs_errors_thrown = ws.errors_thrown;
 	}
 	pthread_mutex_unlock(&h->lock);
 }

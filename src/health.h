@@ -24,6 +24,7 @@
 struct spool;
 struct oauth;
 struct forward;
+struct workers;
 struct health;
 
 enum health_peer { HEALTH_MQTT = 0, HEALTH_GATEWAY, HEALTH_TOKEN, HEALTH_N_PEERS };
@@ -51,6 +52,8 @@ struct health_snapshot {
 	uint64_t token_failures;
 	int window, in_flight;
 	int64_t forwarder_idle_ms;  /* since the forwarder loop last ran; -1 = not running */
+	bool has_workers;           /* [worker NAME] sections: the jobs_* counters mean something */
+	uint64_t jobs_activated, jobs_completed, jobs_failed, jobs_timed_out, jobs_errors_thrown;
 };
 
 /* Where health_snapshot()/health_tick() look. All borrowed; pointers may be
@@ -59,6 +62,7 @@ struct health_sources {
 	struct spool *spool;
 	struct oauth *oauth;
 	struct forward *fw;
+	struct workers *workers;    /* the job workers, or NULL */
 	uint64_t spool_max_bytes;
 	int64_t reminder_ms;        /* repeat interval for a peer that stays down */
 };

@@ -265,7 +265,7 @@ static bool ops_tick(struct agent *ag)
 static void set_sources(struct agent *ag)
 {
 	struct health_sources hs = {
-		.spool = ag->spool, .oauth = ag->oauth, .fw = ag->fw,
+		.spool = ag->spool, .oauth = ag->oauth, .fw = ag->fw, .workers = ag->workers,
 		.spool_max_bytes = ag->cfg->spool.max_bytes, .reminder_ms = ag->cfg->log.reminder_ms,
 	};
 

@@ -81,6 +81,15 @@ static void counters(struct buf *b, const struct health_snapshot *s)
 	counter(b, "mqtt2zeebe_dead_letters_total", "Events written to the dead-letter file.",
 		s->dead_lettered);
 	counter(b, "mqtt2zeebe_token_failures_total", "Failed token requests.", s->token_failures);
+	if (!s->has_workers)
+		return;
+	counter(b, "mqtt2zeebe_jobs_activated_total", "Jobs the workers activated.", s->jobs_activated);
+	counter(b, "mqtt2zeebe_jobs_completed_total", "Jobs the workers completed.", s->jobs_completed);
+	counter(b, "mqtt2zeebe_jobs_failed_total", "Jobs the workers failed back (FailJob).", s->jobs_failed);
+	counter(b, "mqtt2zeebe_jobs_timed_out_total", "Jobs whose device reply did not come in time.",
+		s->jobs_timed_out);
+	counter(b, "mqtt2zeebe_jobs_errors_thrown_total", "Jobs ended with a BPMN error (ThrowError).",
+		s->jobs_errors_thrown);
 }
 
 int metrics_format(const struct health_snapshot *s, const char *version, struct buf *out)

@@ -45,6 +45,13 @@ static cJSON *counters(const struct health_snapshot *s)
 	cJSON_AddNumberToObject(o, "dead_lettered", (double)s->dead_lettered);
 	cJSON_AddNumberToObject(o, "dropped", (double)s->dropped);
 	cJSON_AddNumberToObject(o, "rejected", (double)s->rejected);
+	if (s->has_workers) {
+		cJSON_AddNumberToObject(o, "jobs_activated", (double)s->jobs_activated);
+		cJSON_AddNumberToObject(o, "jobs_completed", (double)s->jobs_completed);
+		cJSON_AddNumberToObject(o, "jobs_failed", (double)s->jobs_failed);
+		cJSON_AddNumberToObject(o, "jobs_timed_out", (double)s->jobs_timed_out);
+		cJSON_AddNumberToObject(o, "jobs_errors_thrown", (double)s->jobs_errors_thrown);
+	}
 	return o;
 }
 

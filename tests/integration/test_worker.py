@@ -6,6 +6,7 @@ import json
 import re
 import threading
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -376,3 +377,23 @@ def test_job_to_command_latency(agent, gateway, device):
     print("\njob -> command: median %.1f ms, max %.1f ms; job -> completed: median %.1f ms, max %.1f ms"
           % (to_cmd[50] * 1e3, to_cmd[-1] * 1e3, to_done[50] * 1e3, to_done[-1] * 1e3))
     assert to_cmd[50] < 1.0, "a new job must not wait for a polling interval"
+
+
+def test_worker_counters_in_metrics(agent, gateway, device):
+    """Issue 13: the job counters reach /metrics (and the status document,
+    built from the same snapshot)."""
+    port = util.free_port()
+    device(reply=lambda topic, payload: (reply_to(topic), {"status": "ok"}))
+    agent(extra_ini=worker_ini(mode="request_reply", reply_topic="plant/{/variables/deviceId}/reply/{/key}",
+                               reply_timeout="10s"),
+          sections={"metrics": {"listen": "127.0.0.1:%d" % port}})
+    key = gateway.create_job("valve-command", {"deviceId": "valve1"})
+    gateway.wait_job(key, lambda j: j["state"] == "COMPLETED")
+
+    def scraped():
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as r:
+            text = r.read().decode()
+        return text if "\nmqtt2zeebe_jobs_completed_total 1\n" in text else None
+    text = util.wait_until(scraped, 10, what="jobs_completed_total 1 in /metrics")
+    assert "\nmqtt2zeebe_jobs_activated_total 1\n" in text, text
+    assert "\nmqtt2zeebe_jobs_failed_total 0\n" in text, text

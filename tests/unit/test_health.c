@@ -198,7 +198,22 @@ static void test_status_document(void **state)
 	assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "backlog"), "events")->valueint, 1234);
 	assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "backlog"), "oldest_age_s")->valueint, 61);
 	assert_true(cJSON_IsNull(cJSON_GetObjectItem(o, "last_publish")));
+	/* no [worker] sections: no job counters */
+	assert_null(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "counters"), "jobs_completed"));
 	cJSON_Delete(o);
+	s.has_workers = true;
+	s.jobs_activated = 5;
+	s.jobs_completed = 3;
+	s.jobs_timed_out = 1;
+	assert_int_equal(status_format(&s, "9.9.9", &b), 0);
+	o = cJSON_Parse(b.p);
+	assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "counters"), "jobs_activated")->valueint, 5);
+	assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "counters"), "jobs_completed")->valueint, 3);
+	assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(o, "counters"), "jobs_timed_out")->valueint, 1);
+	cJSON_Delete(o);
+	assert_int_equal(metrics_format(&s, "9.9.9", &b), 0);
+	assert_non_null(strstr(b.p, "\nmqtt2zeebe_jobs_completed_total 3\n"));
+	assert_non_null(strstr(b.p, "# TYPE mqtt2zeebe_jobs_activated_total counter\n"));
 	buf_free(&b);
 }
 
