@@ -1567,7 +1567,7 @@ static void *group_thread(void *arg)
 		ts = mono_deadline(sp->o.group_commit_ms);
 		while (!sp->stop && pthread_cond_timedwait(&sp->tick, &sp->mu, &ts) != ETIMEDOUT)
 			;
-		dir_gone(sp);   /* said at once, not at the next event */
+		dir_gone(sp);   /* while busy: said before the next event; idle: at the next append */
 		group_commit(sp);
 	}
 	pthread_mutex_unlock(&sp->mu);

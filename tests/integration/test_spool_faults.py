@@ -86,8 +86,10 @@ def test_spool_directory_deleted_under_the_agent_holds_the_acks(agent, gateway, 
     a = agent(routes=ROUTE)
     gateway.set_unavailable(True)
     shutil.rmtree(a.spool_dir)
-    a.wait_log(r"ERROR \[spool\] the spool directory .* was deleted under the running agent", timeout=10)
+    # An idle agent notices at the next append (it does not poll the disk
+    # while idle); that append and every later one is held, not acknowledged.
     publish.many([("dev/d%d/ev" % (i % 3), {"seq": i, "key": "k%d" % (i % 3)}) for i in range(n)])
+    a.wait_log(r"ERROR \[spool\] the spool directory .* was deleted under the running agent", timeout=10)
     a.wait_log(r"holding the MQTT acknowledgement", timeout=10)
     assert a.run_log().count("was deleted under the running agent") == 1
     a.send_signal(signal.SIGKILL)
