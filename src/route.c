@@ -377,8 +377,10 @@ static bool token_eq(const char *tok, size_t n, const char *key)
 		char c = tok[i++];
 		if (c == '~' && i < n)
 			c = tok[i++] == '0' ? '~' : '/';
-		if (*key++ != c)
+		/* a NUL in the token must not match the key's end and read past it */
+		if (*key == '\0' || *key != c)
 			return false;
+		key++;
 	}
 	return *key == '\0';
 }

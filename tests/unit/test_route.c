@@ -339,6 +339,13 @@ static void test_json_pointer_text(void **state)
 	assert_ptr_equal(json_pointer_get(root, "", 0), root);
 	assert_ptr_equal(json_pointer_get(root, "/m~0n", 5), json_pointer_text(root, doc, strlen(doc), "/m~0n", 5, &v, &n));
 	cJSON_Delete(root);
+	/* fuzz_jsonptr, 300 s run: a NUL inside a pointer token matched the
+	 * key's terminator and the compare read past the key (ASan overflow) */
+	root = cJSON_Parse("{\"dup\":1}");
+	assert_null(json_pointer_get(root, "/dup\0\276\276", 7));
+	assert_null(json_pointer_get(root, "/dup\0", 5));
+	assert_non_null(json_pointer_get(root, "/dup", 4));
+	cJSON_Delete(root);
 }
 
 static void test_message_id(void **state)
