@@ -450,8 +450,9 @@ static int run(struct agent *ag)
 		every = next_tick - mono_ms();
 		if (every < 1)
 			every = 1;
-		tick.tv_sec = every / 1000;
-		tick.tv_nsec = (every % 1000) * 1000000L;
+		/* every <= a few seconds: fits time_t and long on 32-bit boards */
+		tick.tv_sec = (time_t)(every / 1000);
+		tick.tv_nsec = (long)(every % 1000) * 1000000L;
 		if (sig < 0)
 			continue;
 		if (sig == SIGHUP) {
