@@ -160,10 +160,12 @@ static void note_reachability(struct zeebe *zb, int code, char *details, size_t 
 		memcpy(details, prefix, p);
 		memcpy(details + p, reason, r);   /* cut: fine for a log line */
 		details[p + r] = '\0';
+		/* The operator's line is health.c's "[state] gateway unreachable"
+		 * with these words; this one is for --log-level debug. */
 		if (!was)
-			log_warn("%s", details);
+			log_debug("%s", details);
 	} else if (was && code != ZEEBE_CANCELLED) {
-		log_info("gateway %s reached again", zb->address);
+		log_debug("gateway %s reached again", zb->address);
 	}
 }
 
