@@ -656,6 +656,48 @@ static void conf_route_free(struct conf_route *r)
 	free(r->var_lines);
 }
 
+/* ARR (N elements of SIZE) grown by one zeroed element, or NULL (ARR is
+ * then untouched, as with realloc). */
+static void *grow_one(void *arr, size_t n, size_t size)
+{
+	unsigned char *p = realloc(arr, (n + 1) * size);
+
+	if (p)
+		memset(p + n * size, 0, size);
+	return p;
+}
+
+/* KEY = VALUE in the named section [KIND NAME] whose struct is BASE, by
+ * TABLE; SEEN is that section's row of first-set lines. */
+static void set_section_key(struct parse_ctx *c, const char *kind, const char *name, void *base,
+			    const struct opt *table, size_t n, int *seen, const char *key,
+			    const char *value, const char *more_keys)
+{
+	const struct opt *o = find_opt(table, n, kind, key);
+	char msg[512];
+	size_t i;
+
+	if (!o) {
+		char keys[1024];
+		expected_keys(table, n, kind, keys, sizeof(keys));
+		fail(c, c->line, "unknown key '%s' in [%s %s] (expected one of: %s%s)", key, kind, name, keys,
+		     more_keys);
+		return;
+	}
+	i = (size_t)(o - table);
+	if (seen[i]) {
+		fail(c, c->line, "[%s %s] %s set twice (first at line %d)", kind, name, key, seen[i]);
+		return;
+	}
+	seen[i] = c->line;
+	if (opt_set(base, o, value, false, msg, sizeof(msg))) {
+		fail(c, c->line, "[%s %s] %s: %s", kind, name, key, msg);
+		return;
+	}
+	if (o->line_off >= 0)
+		*(int *)((char *)base + o->line_off) = c->line;
+}
+
 static void open_route(struct parse_ctx *c, const char *name)
 {
 	struct config *cfg = c->cfg;
@@ -677,20 +719,17 @@ static void open_route(struct parse_ctx *c, const char *name)
 		     name, CONF_MAX_ROUTES);
 		return;
 	}
-	routes = realloc(cfg->routes, (cfg->n_routes + 1) * sizeof(*routes));
+	routes = grow_one(cfg->routes, cfg->n_routes, sizeof(*routes));
 	if (routes)
 		cfg->routes = routes;
-	seen = realloc(c->route_seen, (cfg->n_routes + 1) * sizeof(*seen));
+	seen = grow_one(c->route_seen, cfg->n_routes, sizeof(*seen));
 	if (seen)
 		c->route_seen = seen;
 	if (!routes || !seen) {
 		fail(c, c->line, "out of memory");
 		return;
 	}
-	r = &cfg->routes[cfg->n_routes];
-	memset(r, 0, sizeof(*r));
-	memset(seen[cfg->n_routes], 0, sizeof(seen[0]));
-	cfg->n_routes++;
+	r = &cfg->routes[cfg->n_routes++];
 	r->line = c->line;
 	r->name = strdup(name);
 	if (!r->name || apply_defaults(r, route_opts, N_ROUTE_OPTS)) {
@@ -729,20 +768,17 @@ static void open_worker(struct parse_ctx *c, const char *name)
 		fail(c, c->line, "more than %d workers", CONF_MAX_WORKERS);
 		return;
 	}
-	ws = realloc(cfg->workers, (cfg->n_workers + 1) * sizeof(*ws));
+	ws = grow_one(cfg->workers, cfg->n_workers, sizeof(*ws));
 	if (ws)
 		cfg->workers = ws;
-	seen = realloc(c->worker_seen, (cfg->n_workers + 1) * sizeof(*seen));
+	seen = grow_one(c->worker_seen, cfg->n_workers, sizeof(*seen));
 	if (seen)
 		c->worker_seen = seen;
 	if (!ws || !seen) {
 		fail(c, c->line, "out of memory");
 		return;
 	}
-	w = &cfg->workers[cfg->n_workers];
-	memset(w, 0, sizeof(*w));
-	memset(seen[cfg->n_workers], 0, sizeof(seen[0]));
-	cfg->n_workers++;
+	w = &cfg->workers[cfg->n_workers++];
 	w->line = c->line;
 	w->name = strdup(name);
 	if (!w->name || apply_defaults(w, worker_opts, N_WORKER_OPTS)) {
@@ -756,29 +792,9 @@ static void open_worker(struct parse_ctx *c, const char *name)
 static void set_worker(struct parse_ctx *c, const char *key, const char *value)
 {
 	struct conf_worker *w = &c->cfg->workers[c->worker];
-	const struct opt *o = find_opt(worker_opts, N_WORKER_OPTS, "worker", key);
-	char msg[512];
-	size_t i;
 
-	if (!o) {
-		char keys[1024];
-		expected_keys(worker_opts, N_WORKER_OPTS, "worker", keys, sizeof(keys));
-		fail(c, c->line, "unknown key '%s' in [worker %s] (expected one of: %s)", key, w->name, keys);
-		return;
-	}
-	i = (size_t)(o - worker_opts);
-	if (c->worker_seen[c->worker][i]) {
-		fail(c, c->line, "[worker %s] %s set twice (first at line %d)", w->name, key,
-		     c->worker_seen[c->worker][i]);
-		return;
-	}
-	c->worker_seen[c->worker][i] = c->line;
-	if (opt_set(w, o, value, false, msg, sizeof(msg))) {
-		fail(c, c->line, "[worker %s] %s: %s", w->name, key, msg);
-		return;
-	}
-	if (o->line_off >= 0)
-		*(int *)((char *)w + o->line_off) = c->line;
+	set_section_key(c, "worker", w->name, w, worker_opts, N_WORKER_OPTS, c->worker_seen[c->worker],
+			key, value, "");
 }
 
 static int worker_line(const struct parse_ctx *c, size_t w, const char *key)
@@ -1003,34 +1019,13 @@ static void add_var(struct parse_ctx *c, struct conf_route *r, const char *name,
 static void set_route(struct parse_ctx *c, const char *key, const char *value)
 {
 	struct conf_route *r = &c->cfg->routes[c->route];
-	const struct opt *o;
-	char msg[512];
-	size_t i;
 
 	if (strncmp(key, "var.", 4) == 0) {
 		add_var(c, r, key + 4, value);
 		return;
 	}
-	o = find_opt(route_opts, N_ROUTE_OPTS, "route", key);
-	if (!o) {
-		char keys[512];
-		expected_keys(route_opts, N_ROUTE_OPTS, "route", keys, sizeof(keys));
-		fail(c, c->line, "unknown key '%s' in [route %s] (expected one of: %s, var.NAME)", key, r->name, keys);
-		return;
-	}
-	i = (size_t)(o - route_opts);
-	if (c->route_seen[c->route][i]) {
-		fail(c, c->line, "[route %s] %s set twice (first at line %d)", r->name, key,
-		     c->route_seen[c->route][i]);
-		return;
-	}
-	c->route_seen[c->route][i] = c->line;
-	if (opt_set(r, o, value, false, msg, sizeof(msg))) {
-		fail(c, c->line, "[route %s] %s: %s", r->name, key, msg);
-		return;
-	}
-	if (o->line_off >= 0)
-		*(int *)((char *)r + o->line_off) = c->line;
+	set_section_key(c, "route", r->name, r, route_opts, N_ROUTE_OPTS, c->route_seen[c->route], key,
+			value, ", var.NAME");
 }
 
 /* "key = value" (or "key: value"); the key ends at the first '=' or ':'. */
