@@ -70,6 +70,12 @@ struct forward {
 	 * completions are taken by the next turn, at most ACK_LAG_MS late,
 	 * which saves one thread hand-off per event. */
 	bool want_done;
+	/* The loop sleeps without a timeout: nothing pending, the spool read
+	 * to its end. A turn run by forward_kick() that leaves a call in
+	 * flight then sets want_done, so its completion wakes the loop (which
+	 * takes it and re-arms the ACK_LAG_MS timer). Read atomically by
+	 * forward_heartbeat_ms(): a sleeping loop is not a stalled one. */
+	bool sleeping;
 	/* Held for a turn of the loop: the loop's state below is touched only
 	 * under it, by the forwarder thread or inline by forward_kick(). */
 	pthread_mutex_t step_mu;
@@ -89,6 +95,8 @@ struct forward {
 	int64_t last_shrink;         /* when the window was last halved */
 	bool waiting_token, gateway_failing, warned_no_oauth;
 	int gw_state;                /* last reported to on_gateway: 0 none, 1 ok, 2 failing */
+	bool spool_drained;          /* the last read_spool() ended on "nothing more" */
+	int64_t last_busy_ms;        /* clock_ms of the last turn that left work pending */
 	long stall_after;            /* test hook, see forward_heartbeat_ms() */
 	int64_t heartbeat;           /* atomic: mono ms of the last loop pass */
 };
@@ -440,6 +448,8 @@ static void on_done(void *arg, const struct zeebe_result *res)
 
 /* Longest a completion nobody waits for stays untaken (its record unacked). */
 #define ACK_LAG_MS 200
+/* Nothing pending for this long: the loop sleeps untimed (see run()). */
+#define IDLE_AFTER_MS 2000
 
 static void take_record(struct forward *fw, struct spool_rec *rec, int64_t now)
 {
@@ -468,10 +478,12 @@ static void take_record(struct forward *fw, struct spool_rec *rec, int64_t now)
 static void read_spool(struct forward *fw, int64_t now)
 {
 	struct spool_rec *rec;
+	int rc = M2Z_OK;
 
 	while (fw->npending < fw->max_pending && !fw->stopping &&
-	       spool_next(fw->o.spool, 0, &rec) == M2Z_OK)
+	       (rc = spool_next(fw->o.spool, 0, &rec)) == M2Z_OK)
 		take_record(fw, rec, now);
+	fw->spool_drained = rc == M2Z_ERR_AGAIN;
 }
 
 static void release_due(struct forward *fw, int64_t now)
@@ -551,13 +563,22 @@ static void drain_done(struct forward *fw, int64_t now)
 		on_result(fw, p, now);
 }
 
+/* TIMEOUT_MS < 0: until woken. */
 static void wait_for_work(struct forward *fw, int64_t timeout_ms)
 {
 	struct timespec ts = mono_deadline(timeout_ms);
 
 	pthread_mutex_lock(&fw->lock);
-	if (!fw->kicked && !(fw->done.head && fw->want_done) && !fw->stopping)
-		pthread_cond_timedwait(&fw->cond, &fw->lock, &ts);
+	if (!fw->kicked && !(fw->done.head && fw->want_done) && !fw->stopping) {
+		if (timeout_ms < 0)
+			pthread_cond_wait(&fw->cond, &fw->lock);
+		else
+			pthread_cond_timedwait(&fw->cond, &fw->lock, &ts);
+	}
+	if (__atomic_load_n(&fw->sleeping, __ATOMIC_RELAXED)) {
+		__atomic_store_n(&fw->heartbeat, mono_ms(), __ATOMIC_RELAXED);
+		__atomic_store_n(&fw->sleeping, false, __ATOMIC_RELEASE);
+	}
 	pthread_mutex_unlock(&fw->lock);
 }
 
@@ -583,9 +604,13 @@ void forward_step(struct forward *fw)
 	release_due(fw, now);
 	read_spool(fw, now);
 	dispatch(fw, now);
+	if (fw->npending > 0)
+		fw->last_busy_ms = now;
 	pthread_mutex_lock(&fw->lock);
-	/* Everything pending is in flight: a completion unblocks nothing. */
-	fw->want_done = fw->stopping || fw->npending > (size_t)fw->in_flight;
+	/* Everything pending is in flight: a completion unblocks nothing,
+	 * unless the loop sleeps untimed and would not take it at all. */
+	fw->want_done = fw->stopping || fw->npending > (size_t)fw->in_flight ||
+			(fw->sleeping && fw->in_flight > 0);
 	pthread_mutex_unlock(&fw->lock);
 }
 
@@ -605,8 +630,9 @@ static void *run(void *arg)
 {
 	struct forward *fw = arg;
 
+	thread_name("m2z-forward");
 	while (!stopping(fw)) {
-		int64_t timeout;
+		int64_t timeout, now;
 
 		__atomic_store_n(&fw->heartbeat, mono_ms(), __ATOMIC_RELAXED);
 		pthread_mutex_lock(&fw->step_mu);
@@ -615,11 +641,22 @@ static void *run(void *arg)
 			break;
 		}
 		forward_step(fw);
-		/* Idle, the loop still turns every 2 s: its heartbeat (health's
-		 * stall check allows 5 s) and the spool's max_age. */
-		timeout = next_timeout(fw, fw->h.clock_ms(), 2000);
+		/* Records pending (a token to wait for, the spool's max_age, a
+		 * heartbeat for health's stall check): turn at least every
+		 * IDLE_AFTER_MS. Nothing pending for that long and the spool
+		 * read to its end: sleep until an append kicks us (no idle
+		 * wake-ups; not sooner, or each event of a steady stream would
+		 * wake the loop once more). */
+		now = fw->h.clock_ms();
+		timeout = next_timeout(fw, now, IDLE_AFTER_MS);
 		if (fw->in_flight > 0 && timeout > ACK_LAG_MS)
 			timeout = ACK_LAG_MS;   /* completions not waking us */
+		if (fw->npending == 0 && fw->spool_drained && now - fw->last_busy_ms >= IDLE_AFTER_MS) {
+			timeout = -1;
+			pthread_mutex_lock(&fw->lock);
+			__atomic_store_n(&fw->sleeping, true, __ATOMIC_RELAXED);
+			pthread_mutex_unlock(&fw->lock);
+		}
 		pthread_mutex_unlock(&fw->step_mu);
 		wait_for_work(fw, timeout);
 	}
@@ -757,6 +794,8 @@ void forward_get_state(struct forward *fw, int *window, int *in_flight)
 
 int64_t forward_heartbeat_ms(struct forward *fw)
 {
+	if (__atomic_load_n(&fw->sleeping, __ATOMIC_ACQUIRE))
+		return mono_ms();    /* waiting for work, not wedged */
 	return __atomic_load_n(&fw->heartbeat, __ATOMIC_RELAXED);
 }
 

@@ -536,6 +536,7 @@ int main(int argc, char **argv)
 	size_t len = 0;
 	int opt, rc;
 
+	zeebe_process_init();
 	while ((opt = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': cfg_path = optarg; break;

@@ -355,6 +355,7 @@ static void *connector_main(void *arg)
 	int64_t delay = mi->conf.reconnect_min_ms;
 	unsigned attempt = 1;
 
+	thread_name("m2z-connect");
 	pthread_mutex_lock(&mi->mu);
 	for (;;) {
 		connector_wait(mi, delay);

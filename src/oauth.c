@@ -703,6 +703,7 @@ static void *refresher(void *arg)
 {
 	struct oauth *oa = arg;
 
+	thread_name("m2z-token");
 	pthread_mutex_lock(&oa->mu);
 	while (!oa->stop) {
 		int64_t due = next_due(oa);

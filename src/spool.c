@@ -1556,6 +1556,7 @@ static void *group_thread(void *arg)
 	struct spool *sp = arg;
 	struct timespec ts;
 
+	thread_name("m2z-commit");
 	pthread_mutex_lock(&sp->mu);
 	while (!sp->stop) {
 		if (!group_due(sp)) {
@@ -1686,6 +1687,28 @@ static void cut_partial(struct spool *sp, struct seg *w)
 	}
 }
 
+/* The frame just written at the end of W is also what the reader will
+ * read next when its cursor is on W: put it in the reader's buffer too,
+ * which holds [start, start + len) of the cursor's file, so the forwarder
+ * takes a fresh record from memory instead of one more pread. A cursor at
+ * the end of the file needs nothing that the buffer holds: start over. */
+static void rd_extend(struct spool *sp, struct seg *w, const uint8_t *h, const void *rec, size_t len)
+{
+	struct rdbuf *rd = &sp->rd;
+
+	if (sp->cur != w)
+		return;
+	if (sp->cur_off == w->size) {
+		rd->start = w->size;
+		rd->len = 0;
+	}
+	if (rd->start + rd->len != w->size || rd->len + FRAME_OVERHEAD + len > RD_BUF)
+		return;
+	memcpy(rd->buf + rd->len, h, FRAME_OVERHEAD);
+	memcpy(rd->buf + rd->len + FRAME_OVERHEAD, rec, len);
+	rd->len += FRAME_OVERHEAD + len;
+}
+
 static int write_record(struct spool *sp, const void *rec, size_t len, int64_t ms)
 {
 	struct seg *w = write_seg(sp);
@@ -1724,6 +1747,7 @@ static int write_record(struct spool *sp, const void *rec, size_t len, int64_t m
 	}
 	if (w->count == 0)
 		w->first_ms = ms;
+	rd_extend(sp, w, h, rec, len);
 	w->count++;
 	w->size += total;
 	sp->bytes += total;

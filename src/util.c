@@ -39,6 +39,15 @@ int cond_init_monotonic(pthread_cond_t *cond)
 	return rc;
 }
 
+void thread_name(const char *name)
+{
+#ifdef __linux__
+	pthread_setname_np(pthread_self(), name);
+#else
+	(void)name;
+#endif
+}
+
 struct timespec mono_deadline(int64_t ms)
 {
 	struct timespec ts;

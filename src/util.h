@@ -25,6 +25,11 @@ int cond_init_monotonic(pthread_cond_t *cond);
  * on a condition made by cond_init_monotonic. */
 struct timespec mono_deadline(int64_t ms);
 
+/* Name the calling thread (at most 15 characters shown), so `top -H`,
+ * /proc/<pid>/task/<tid>/comm and the bench's per-thread wake-ups say who
+ * is who. */
+void thread_name(const char *name);
+
 /* Exponential backoff: the ceiling of the N-th delay (N >= 1) is
  * INITIAL_MS * 2^(N-1), never above MAX_MS (N < 1 counts as 1). */
 int64_t backoff_cap_ms(int64_t initial_ms, int64_t max_ms, unsigned n);

@@ -803,6 +803,7 @@ static void *worker_thread(void *arg)
 	char details[512];
 	uint64_t gen = 0;
 
+	thread_name("m2z-worker");
 	while (!__atomic_load_n(&w->ws->stopping, __ATOMIC_ACQUIRE)) {
 		int32_t n = room(w);
 		struct zeebe_activate_req req = {

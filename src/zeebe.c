@@ -213,6 +213,7 @@ static void *cq_thread(void *arg)
 {
 	struct zeebe *zb = arg;
 
+	thread_name("m2z-grpc-cq");
 	for (;;) {
 		grpc_event ev = grpc_completion_queue_next(zb->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
 		if (ev.type == GRPC_QUEUE_SHUTDOWN)
@@ -530,6 +531,11 @@ static void grpc_log(gpr_log_func_args *a)
 		log_warn("gRPC core: %.*s", n, msg);
 	held = 0;
 	pthread_mutex_unlock(&lock);
+}
+
+void zeebe_process_init(void)
+{
+	setenv("GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS", "0", 0);
 }
 
 int zeebe_new(const struct zeebe_opts *o, struct zeebe **out, char *err, size_t errlen)

@@ -68,6 +68,13 @@ struct zeebe_result {
  * zeebe_free(); may call zeebe_publish(). */
 typedef void (*zeebe_done_fn)(void *arg, const struct zeebe_result *res);
 
+/* Process-wide gRPC core settings; call once at start, before any thread
+ * (it may setenv). Turns off the client channel's backup poller unless
+ * GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS is set: our completion
+ * thread always polls, and the poller's timer woke an idle agent about
+ * once a second. */
+void zeebe_process_init(void);
+
 /* Create the channel (connects lazily). ERR gets a reason on failure. */
 int zeebe_new(const struct zeebe_opts *opts, struct zeebe **out, char *err, size_t errlen);
 
