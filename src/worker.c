@@ -28,6 +28,7 @@
 #include "zeebe_jobs.h"
 
 #define TICK_MS 100
+#define IDLE_TICK_MS 30000
 #define CALL_RETRY_MIN_MS 100
 #define CALL_RETRY_MAX_MS 5000
 #define POLL_BACKOFF_MAX_MS 5000
@@ -77,6 +78,7 @@ struct worker {
 	struct worker_stats st;
 	pthread_t thread;
 	bool thread_started;
+	struct zeebe_poll_slot slot;    /* a stop cancels the running poll */
 	struct render_buf rb;       /* activation thread only */
 	struct buf topic_buf, payload_buf, reply_buf;
 };
@@ -250,6 +252,7 @@ int workers_new(const struct config *cfg, struct workers **out, char *err, size_
 	for (size_t i = 0; i < cfg->n_workers; i++) {
 		ws->n = i + 1;
 		ws->w[i].ws = ws;
+		zeebe_poll_slot_init(&ws->w[i].slot);
 		if ((rc = worker_compile(cfg, &cfg->workers[i], &ws->w[i], err, errlen))) {
 			workers_free(ws);
 			return rc;
@@ -751,20 +754,25 @@ static void housekeeping(struct worker *w)
 	}
 }
 
-/* Called by zeebe_activate_jobs while it waits: true = cancel the poll.
- * Only on stop: a poll is not cancelled when the broker goes away, since
- * jobs the gateway activated just then would be lost until their timeout;
- * jobs that arrive while disconnected are failed back at once instead. */
-static bool tick(void *arg)
+/* Called by zeebe_activate_jobs while it waits: < 0 cancels the poll,
+ * otherwise the ms until the next call. Jobs in hand (reply timeouts,
+ * command retries, a broker that goes away): every TICK_MS. None: only
+ * every IDLE_TICK_MS, so an idle worker does not wake its thread ten
+ * times a second (a stop cancels the poll through the slot).
+ * Cancelled only on stop: a poll is not cancelled when the broker goes
+ * away, since jobs the gateway activated just then would be lost until
+ * their timeout; jobs that arrive while disconnected are failed back at
+ * once instead. */
+static int64_t tick(void *arg)
 {
 	struct worker *w = arg;
-	bool stop;
+	int64_t next;
 
 	pthread_mutex_lock(&w->ws->lock);
 	housekeeping(w);
-	stop = w->ws->stopping;
+	next = w->ws->stopping ? -1 : w->in_hand > 0 ? TICK_MS : IDLE_TICK_MS;
 	pthread_mutex_unlock(&w->ws->lock);
-	return stop;
+	return next;
 }
 
 /* Wait up to MS or until stop; runs the timers. Returns false on stop. */
@@ -819,7 +827,8 @@ static void *worker_thread(void *arg)
 			idle(w, TICK_MS);
 			continue;
 		}
-		code = zeebe_activate_jobs(w->ws->zb, &req, on_job, tick, w, details, sizeof(details), &gen);
+		code = zeebe_activate_jobs(w->ws->zb, &req, on_job, tick, w, &w->slot, details,
+					   sizeof(details), &gen);
 		if (code == ZEEBE_OK || code == ZEEBE_CANCELLED) {
 			backoff = 0;
 			continue;
@@ -891,6 +900,8 @@ void workers_stop(struct workers *ws, int64_t grace_ms)
 	pthread_cond_broadcast(&ws->cond);
 	pthread_mutex_unlock(&ws->lock);
 	for (size_t i = 0; i < ws->n; i++)
+		zeebe_poll_cancel(&ws->w[i].slot);
+	for (size_t i = 0; i < ws->n; i++)
 		if (ws->w[i].thread_started) {
 			pthread_join(ws->w[i].thread, NULL);
 			ws->w[i].thread_started = false;
@@ -933,6 +944,7 @@ void workers_get_stats(struct workers *ws, struct worker_stats *st)
 
 static void worker_free(struct worker *w)
 {
+	zeebe_poll_slot_destroy(&w->slot);
 	doc_tmpl_free(w->topic);
 	doc_tmpl_free(w->payload);
 	doc_tmpl_free(w->reply);

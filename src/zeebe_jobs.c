@@ -5,8 +5,9 @@
  * before it ends the call (long polling keeps it open until jobs come or
  * requestTimeout passes). It runs on the caller's thread with its own
  * pluck queue, so a worker thread can poll and still look at its timers
- * (the tick callback) every 100 ms. The three job commands are unary calls
- * on zeebe.c's completion thread. */
+ * (the tick callback, as often as it asks: an idle worker rarely). A stop
+ * cancels the call through its zeebe_poll_slot. The three job commands are
+ * unary calls on zeebe.c's completion thread. */
 #define LOG_MODULE "zeebe"
 #include "zeebe_jobs.h"
 
@@ -24,7 +25,7 @@
 #include "log.h"
 #include "zeebe_internal.h"
 
-#define TICK_MS 100
+#define FIRST_TICK_MS 100
 
 /* ---- ActivateJobs ---------------------------------------------------------------- */
 
@@ -34,6 +35,7 @@ struct poll {
 	zeebe_tick_fn tick;
 	void *arg;
 	bool cancelled;
+	int64_t tick_ms;                /* until the next tick */
 };
 
 /* Wait for TAG; tick while waiting. Returns the op's success. */
@@ -41,15 +43,56 @@ static bool wait_tag(struct poll *p, void *tag)
 {
 	for (;;) {
 		gpr_timespec until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-						  gpr_time_from_millis(TICK_MS, GPR_TIMESPAN));
+						  gpr_time_from_millis(p->tick_ms, GPR_TIMESPAN));
 		grpc_event ev = grpc_completion_queue_pluck(p->cq, tag, until, NULL);
 		if (ev.type == GRPC_OP_COMPLETE)
 			return ev.success != 0;
-		if (!p->cancelled && p->tick && p->tick(p->arg)) {
-			p->cancelled = true;
-			grpc_call_cancel(p->call, NULL);
+		if (!p->cancelled && p->tick) {
+			int64_t next = p->tick(p->arg);
+			if (next < 0) {
+				p->cancelled = true;
+				grpc_call_cancel(p->call, NULL);
+			}
+			p->tick_ms = next < 1 ? 1 : next;
 		}
 	}
+}
+
+void zeebe_poll_slot_init(struct zeebe_poll_slot *s)
+{
+	pthread_mutex_init(&s->mu, NULL);
+	s->call = NULL;
+	s->cancelled = false;
+}
+
+void zeebe_poll_slot_destroy(struct zeebe_poll_slot *s)
+{
+	pthread_mutex_destroy(&s->mu);
+}
+
+void zeebe_poll_cancel(struct zeebe_poll_slot *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->cancelled = true;
+	if (s->call)
+		grpc_call_cancel(s->call, NULL);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* Make P's call the one SLOT cancels (CALL) or none (NULL). A cancel that
+ * came before the call existed cancels it now. */
+static void slot_set(struct zeebe_poll_slot *slot, struct poll *p, grpc_call *call)
+{
+	if (!slot)
+		return;
+	pthread_mutex_lock(&slot->mu);
+	slot->call = call;
+	if (slot->cancelled) {
+		p->cancelled = true;
+		if (call)
+			grpc_call_cancel(call, NULL);
+	}
+	pthread_mutex_unlock(&slot->mu);
 }
 
 static grpc_byte_buffer *pack_activate(const struct zeebe_activate_req *r)
@@ -138,6 +181,7 @@ static void read_stream(struct poll *p, zeebe_job_fn fn, void *arg)
 		}
 		deliver(msg, fn, arg);
 		grpc_byte_buffer_destroy(msg);
+		p->tick_ms = FIRST_TICK_MS;     /* jobs came: ask the tick again soon */
 	}
 }
 
@@ -185,9 +229,9 @@ static int start_activate(struct zeebe *zb, struct poll *p, grpc_metadata *md, g
 
 int zeebe_activate_jobs(struct zeebe *zb, const struct zeebe_activate_req *req,
 			zeebe_job_fn job_fn, zeebe_tick_fn tick_fn, void *arg,
-			char *details, size_t dlen, uint64_t *token_gen)
+			struct zeebe_poll_slot *slot, char *details, size_t dlen, uint64_t *token_gen)
 {
-	struct poll p = { .tick = tick_fn, .arg = arg };
+	struct poll p = { .tick = tick_fn, .arg = arg, .tick_ms = FIRST_TICK_MS };
 	grpc_metadata md;
 	grpc_metadata_array initial;
 	grpc_byte_buffer *bb = NULL;
@@ -212,6 +256,7 @@ int zeebe_activate_jobs(struct zeebe *zb, const struct zeebe_activate_req *req,
 					  NULL, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
 							     gpr_time_from_millis(req->deadline_ms, GPR_TIMESPAN)),
 					  NULL);
+	slot_set(slot, &p, p.call);
 	if (start_activate(zb, &p, &md, bb, &initial) != M2Z_OK) {
 		snprintf(details, dlen, "cannot start the call");
 		code = ZEEBE_INTERNAL;
@@ -219,9 +264,10 @@ int zeebe_activate_jobs(struct zeebe *zb, const struct zeebe_activate_req *req,
 	}
 	read_stream(&p, job_fn, arg);
 	code = finish(&p, details, dlen);
-	if (p.cancelled)
-		code = ZEEBE_CANCELLED;
 out:
+	slot_set(slot, &p, NULL);       /* takes a cancel that came meanwhile */
+	if (p.cancelled && code >= 0)
+		code = ZEEBE_CANCELLED;
 	if (p.call)
 		grpc_call_unref(p.call);
 	if (bb)

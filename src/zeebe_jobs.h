@@ -6,6 +6,7 @@
 #ifndef M2Z_ZEEBE_JOBS_H
 #define M2Z_ZEEBE_JOBS_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,19 +47,33 @@ struct zeebe_activate_req {
 
 /* Called for each job as the responses arrive, on the caller's thread. */
 typedef void (*zeebe_job_fn)(void *arg, const struct zeebe_job *job);
-/* Called about every 100 ms while the call waits; returning true cancels
- * the call (the jobs already delivered stay delivered). */
-typedef bool (*zeebe_tick_fn)(void *arg);
+/* Called while the call waits: the first time after 100 ms, then after
+ * as many ms as it returned last (at least 1); returning < 0 cancels the
+ * call (the jobs already delivered stay delivered). */
+typedef int64_t (*zeebe_tick_fn)(void *arg);
+
+/* Lets another thread end a running zeebe_activate_jobs() at once (a stop),
+ * so the waiting thread need not tick often just to notice one. */
+struct zeebe_poll_slot {
+	pthread_mutex_t mu;
+	void *call;                     /* the running call, or NULL */
+	bool cancelled;                 /* zeebe_poll_cancel() was called */
+};
+void zeebe_poll_slot_init(struct zeebe_poll_slot *s);
+void zeebe_poll_slot_destroy(struct zeebe_poll_slot *s);
+/* Cancel the running call and every later one started with S. */
+void zeebe_poll_cancel(struct zeebe_poll_slot *s);
 
 /* One blocking ActivateJobs call. Returns the gRPC status (ZEEBE_OK when
- * the stream ended normally, ZEEBE_CANCELLED after TICK asked) with the
+ * the stream ended normally, ZEEBE_CANCELLED after TICK or
+ * zeebe_poll_cancel(SLOT) asked) with the
  * gateway's text in DETAILS; M2Z_ERR_AUTH (negative) when OAuth is on and
  * no token is cached yet (nothing was sent), M2Z_ERR_CLOSED after
  * zeebe_shutdown(). TOKEN_GEN gets the OAuth generation the call carried
- * (for oauth_invalidate on UNAUTHENTICATED). */
+ * (for oauth_invalidate on UNAUTHENTICATED). SLOT may be NULL. */
 int zeebe_activate_jobs(struct zeebe *zb, const struct zeebe_activate_req *req,
 			zeebe_job_fn job_fn, zeebe_tick_fn tick_fn, void *arg,
-			char *details, size_t dlen, uint64_t *token_gen);
+			struct zeebe_poll_slot *slot, char *details, size_t dlen, uint64_t *token_gen);
 
 /* Asynchronous, same contract as zeebe_publish(): DONE(ARG, res) exactly
  * once on the completion thread unless a non-zero M2Z_ERR_* is returned.

@@ -356,3 +356,52 @@ def test_journal_priority_prefixes(agent, gateway, publish):
     assert sum(1 for l in lines if re.match(r"<[3467]>", l)) >= 3
     # no timestamp of our own: the journal adds one
     assert not any(re.match(r"<\d>\d{4}-\d\d-\d\dT", l) for l in lines)
+
+
+# ---------------------------------------------------------------- idle (issue 12)
+
+def _switches(pid):
+    """Context switches so far per thread, keyed "tid:name"."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                name = f.read().strip()
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                n = sum(int(line.split()[1]) for line in f
+                        if line.startswith(("voluntary_ctxt", "nonvoluntary_ctxt")))
+        except OSError:
+            continue
+        out["%s:%s" % (tid, name)] = n
+    return out
+
+
+def test_idle_agent_threads_sleep(agent, gateway, publish):
+    """Timers run only while there is work: after its events are delivered
+    the forwarder, the group commit, the token refresher and an idle job
+    worker sleep without a timeout (or a long one); the main thread ticks
+    every 2 s; libmosquitto's loop waits for its 60 s keepalive. A sleeping
+    thread is not switched out, however loaded the machine: no timing here.
+    gRPC core's own timer threads are not ours and not counted."""
+    a = agent(extra_ini="[worker idle]\njob_type = idle-test\ntopic = plant/{/key}/cmd\n"
+                        "poll_timeout = 60s\n")
+    ready = time.monotonic()
+    for i in range(3):
+        publish("m2z/site/dev%d/event" % i, {"seq": i})
+    wait_until(lambda: len(gateway.requests()) >= 3, 20, what="3 events at the gateway")
+    # past the main tick's busy period (5 s after start) and the forwarder's
+    # 2 s before it sleeps untimed
+    time.sleep(max(3.0, ready + 6.0 - time.monotonic()))
+    before = _switches(a.proc.pid)
+    time.sleep(6.0)
+    after = _switches(a.proc.pid)
+    woke = {k: after[k] - before.get(k, 0) for k in after}
+    pid_key = next(k for k in woke if k.startswith("%d:" % a.proc.pid))
+    limits = {"m2z-forward": 1, "m2z-commit": 1, "m2z-token": 1, "m2z-worker": 1, "mosquitto loop": 2}
+    for k, n in woke.items():
+        name = k.split(":", 1)[1]
+        if name in limits:
+            assert n <= limits[name], "%s woke %d times in 6 s idle: %s" % (name, n, woke)
+    assert woke[pid_key] <= 5, "main thread woke %d times in 6 s idle: %s" % (woke[pid_key], woke)
+    names = {k.split(":", 1)[1] for k in woke}
+    assert {"m2z-forward", "m2z-commit", "m2z-worker", "m2z-grpc-cq"} <= names, names
