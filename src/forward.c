@@ -735,8 +735,14 @@ static const struct forward_hooks real_hooks = {
 
 int forward_start(const struct forward_opts *opts, struct forward **out)
 {
+	return forward_start_hooks(opts, &real_hooks, out);
+}
+
+int forward_start_hooks(const struct forward_opts *opts, const struct forward_hooks *hooks,
+			struct forward **out)
+{
 	struct forward *fw;
-	int rc = forward_new(opts, &real_hooks, &fw);
+	int rc = forward_new(opts, hooks, &fw);
 
 	if (rc != M2Z_OK)
 		return rc;
@@ -759,6 +765,11 @@ void forward_peek(struct forward *fw, struct forward_peek *out)
 	for (struct pend *p = fw->wait.head; p; p = p->next)
 		out->waiting++;
 	out->pause_until = fw->pause_until;
+}
+
+bool forward_sleeping(struct forward *fw)
+{
+	return __atomic_load_n(&fw->sleeping, __ATOMIC_ACQUIRE);
 }
 
 /* The caller (the MQTT thread, after an append) turns the loop itself when
