@@ -71,10 +71,12 @@ struct forward {
 	 * which saves one thread hand-off per event. */
 	bool want_done;
 	/* The loop sleeps without a timeout: nothing pending, the spool read
-	 * to its end. A turn run by forward_kick() that leaves a call in
-	 * flight then sets want_done, so its completion wakes the loop (which
-	 * takes it and re-arms the ACK_LAG_MS timer). Read atomically by
-	 * forward_heartbeat_ms(): a sleeping loop is not a stalled one. */
+	 * to its end. Set before step_mu is released, cleared when the loop
+	 * wakes: every completion that comes meanwhile wakes it (a kick's
+	 * turn may start a call whose answer comes before that turn ends),
+	 * and a kick whose turn leaves a record waiting wakes it. Read
+	 * atomically by forward_heartbeat_ms(): a sleeping loop is not a
+	 * stalled one. */
 	bool sleeping;
 	/* Held for a turn of the loop: the loop's state below is touched only
 	 * under it, by the forwarder thread or inline by forward_kick(). */
@@ -439,7 +441,7 @@ static void on_done(void *arg, const struct zeebe_result *res)
 	p->details[n] = '\0';
 	pthread_mutex_lock(&fw->lock);
 	list_push(&fw->done, p);
-	if (fw->want_done || (p->code != ZEEBE_OK && p->code != ZEEBE_ALREADY_EXISTS))
+	if (fw->want_done || fw->sleeping || (p->code != ZEEBE_OK && p->code != ZEEBE_ALREADY_EXISTS))
 		pthread_cond_signal(&fw->cond);
 	pthread_mutex_unlock(&fw->lock);
 }
@@ -569,7 +571,7 @@ static void wait_for_work(struct forward *fw, int64_t timeout_ms)
 	struct timespec ts = mono_deadline(timeout_ms);
 
 	pthread_mutex_lock(&fw->lock);
-	if (!fw->kicked && !(fw->done.head && fw->want_done) && !fw->stopping) {
+	if (!fw->kicked && !(fw->done.head && (fw->want_done || fw->sleeping)) && !fw->stopping) {
 		if (timeout_ms < 0)
 			pthread_cond_wait(&fw->cond, &fw->lock);
 		else
@@ -607,10 +609,9 @@ void forward_step(struct forward *fw)
 	if (fw->npending > 0)
 		fw->last_busy_ms = now;
 	pthread_mutex_lock(&fw->lock);
-	/* Everything pending is in flight: a completion unblocks nothing,
-	 * unless the loop sleeps untimed and would not take it at all. */
-	fw->want_done = fw->stopping || fw->npending > (size_t)fw->in_flight ||
-			(fw->sleeping && fw->in_flight > 0);
+	/* Everything pending is in flight: a completion unblocks nothing
+	 * (a sleeping loop is woken by on_done() all the same). */
+	fw->want_done = fw->stopping || fw->npending > (size_t)fw->in_flight;
 	pthread_mutex_unlock(&fw->lock);
 }
 
@@ -735,8 +736,14 @@ static const struct forward_hooks real_hooks = {
 
 int forward_start(const struct forward_opts *opts, struct forward **out)
 {
+	return forward_start_hooks(opts, &real_hooks, out);
+}
+
+int forward_start_hooks(const struct forward_opts *opts, const struct forward_hooks *hooks,
+			struct forward **out)
+{
 	struct forward *fw;
-	int rc = forward_new(opts, &real_hooks, &fw);
+	int rc = forward_new(opts, hooks, &fw);
 
 	if (rc != M2Z_OK)
 		return rc;
@@ -761,10 +768,16 @@ void forward_peek(struct forward *fw, struct forward_peek *out)
 	out->pause_until = fw->pause_until;
 }
 
+bool forward_sleeping(struct forward *fw)
+{
+	return __atomic_load_n(&fw->sleeping, __ATOMIC_ACQUIRE);
+}
+
 /* The caller (the MQTT thread, after an append) turns the loop itself when
  * the forwarder is not in a turn: the new record is sent without waking
  * another thread. The forwarder thread is woken only when the turn left
- * something timed (a retry, a pause) that its sleep may not cover. */
+ * something timed (a retry, a pause) that its sleep may not cover: soon,
+ * or at all when it sleeps untimed. */
 void forward_kick(struct forward *fw)
 {
 	if (fw->threaded && pthread_mutex_trylock(&fw->step_mu) == 0) {
@@ -772,7 +785,9 @@ void forward_kick(struct forward *fw)
 
 		if (!stopping(fw))
 			forward_step(fw);
-		timed = next_timeout(fw, fw->h.clock_ms(), 1000) < 1000;
+		timed = next_timeout(fw, fw->h.clock_ms(), 1000) < 1000 ||
+			(__atomic_load_n(&fw->sleeping, __ATOMIC_ACQUIRE) &&
+			 fw->npending > (size_t)fw->in_flight);
 		pthread_mutex_unlock(&fw->step_mu);
 		if (!timed)
 			return;

@@ -74,9 +74,10 @@ void forward_set_retry(struct forward *fw, int64_t initial_ms, int64_t max_ms);
  * read without locking: approximate). */
 void forward_get_state(struct forward *fw, int *window, int *in_flight);
 
-/* Monotonic ms when the forwarder loop last completed a pass. The loop runs
- * at least once a second while it is healthy (idle or busy); an old value
- * means it is stuck (the systemd watchdog and /healthz use it). Any thread.
+/* Monotonic ms when the forwarder loop last completed a pass, or now while
+ * it sleeps untimed (idle: nothing pending, the spool read to its end). A
+ * busy loop passes at least every 2 s; an old value means it is stuck (the
+ * systemd watchdog and /healthz use it). Any thread.
  * Test hook: M2Z_TEST_STALL_FORWARDER=N stalls the loop (no more passes,
  * nothing sent) once N messages were published. */
 int64_t forward_heartbeat_ms(struct forward *fw);

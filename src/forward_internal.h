@@ -27,6 +27,12 @@ struct forward_hooks {
 int forward_new(const struct forward_opts *opts, const struct forward_hooks *hooks,
 		struct forward **out);
 
+/* forward_start() with HOOKS instead of the real ones: the loop in its own
+ * thread (forward_kick, forward_stop), for tests of the thread hand-offs.
+ * HOOKS->publish may be called from the forwarder thread or a kicking one. */
+int forward_start_hooks(const struct forward_opts *opts, const struct forward_hooks *hooks,
+			struct forward **out);
+
 /* One turn of the loop at hooks->clock_ms(): take completions, release due
  * retries, read the spool, dispatch. Never waits. */
 void forward_step(struct forward *fw);
@@ -42,5 +48,9 @@ struct forward_peek {
 	int64_t pause_until;        /* gateway-wide pause, monotonic ms */
 };
 void forward_peek(struct forward *fw, struct forward_peek *out);
+
+/* The loop's thread waits without a timeout, for a kick or a completion
+ * (any thread). */
+bool forward_sleeping(struct forward *fw);
 
 #endif

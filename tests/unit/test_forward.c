@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "deadletter.h"
@@ -53,6 +54,7 @@ struct fx {
 	struct spool *spool;
 	struct deadletter *dead;
 	struct forward *fw;
+	bool threaded;              /* fw has its thread: forward_stop() frees it */
 	int oauth_dummy;
 };
 
@@ -156,7 +158,9 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 
-	if (f->fw)
+	if (f->fw && f->threaded)
+		forward_stop(f->fw, 1000);
+	else if (f->fw)
 		forward_free(f->fw);
 	deadletter_close(f->dead);
 	spool_free(f->spool);
@@ -509,6 +513,115 @@ static void test_undecodable_record_dead_lettered(void **state)
 	assert_int_equal(live(f), 0);
 }
 
+/* ---- the loop in its thread (issue 12: an idle loop sleeps untimed) ------- */
+
+/* Thread tests: the real clock plus an offset the test moves forward. */
+static int64_t clock_skip;
+
+static int64_t skip_clock(void)
+{
+	return mono_ms() + __atomic_load_n(&clock_skip, __ATOMIC_RELAXED);
+}
+
+static int publish_calls, publish_fail_first;
+
+/* The gateway answers OK before publish() returns (a fast gateway on a
+ * loaded machine: the completion thread runs before the caller goes on).
+ * The first call fails to start when publish_fail_first is set. */
+static int publish_answer_now(struct zeebe *zb, const void *req, size_t len, zeebe_done_fn done, void *arg)
+{
+	struct zeebe_result res = { .code = ZEEBE_OK, .details = "" };
+
+	(void)zb; (void)req; (void)len;
+	if (__atomic_fetch_add(&publish_calls, 1, __ATOMIC_RELAXED) == 0 && publish_fail_first)
+		return M2Z_ERR_NET;
+	done(arg, &res);
+	return M2Z_OK;
+}
+
+static const struct forward_hooks thread_hooks = {
+	.publish = publish_answer_now, .invalidate = fake_invalidate, .clock_ms = skip_clock,
+};
+
+static void start_threaded(struct fx *f, int64_t retry_ms, bool fail_first)
+{
+	struct forward_opts fo = {
+		.spool = f->spool, .dead = f->dead, .window = 8, .retry_initial_ms = retry_ms,
+		.retry_max_ms = retry_ms,
+	};
+	int64_t until = mono_ms() + 10000;
+
+	clock_skip = 0;
+	publish_calls = 0;
+	publish_fail_first = fail_first;
+	assert_int_equal(forward_start_hooks(&fo, &thread_hooks, &f->fw), M2Z_OK);
+	f->threaded = true;
+	/* nothing was ever pending: it sleeps after its first turn */
+	while (!forward_sleeping(f->fw) && mono_ms() < until)
+		usleep(1000);
+	assert_true(forward_sleeping(f->fw));
+}
+
+/* True once the spool holds no live record, within MS. */
+static bool drained_within(struct fx *f, int64_t ms)
+{
+	int64_t until = mono_ms() + ms;
+
+	while (live(f) > 0 && mono_ms() < until)
+		usleep(2000);
+	return live(f) == 0;
+}
+
+static void stop_threaded(struct fx *f)
+{
+	forward_stop(f->fw, 1000);
+	f->fw = NULL;
+}
+
+/* A record appended to a sleeping loop is sent by the kick itself; its
+ * completion, even one that comes before the kick's turn ends, wakes the
+ * loop, which acks it (ACK_LAG_MS, not "at the next event"). */
+static void test_sleeping_loop_takes_an_early_completion(void **state)
+{
+	struct fx *f = *state;
+
+	start_threaded(f, INIT_MS, false);
+	for (int i = 0; i < 2; i++) {
+		char id[8];
+		int64_t until = mono_ms() + 10000;
+
+		snprintf(id, sizeof(id), "m%d", i);
+		put(f, id, "k1");
+		forward_kick(f->fw);
+		assert_true(drained_within(f, 3000));
+		/* asleep again before the next one */
+		__atomic_add_fetch(&clock_skip, 5000, __ATOMIC_RELAXED);
+		forward_kick(f->fw);
+		while (!forward_sleeping(f->fw) && mono_ms() < until)
+			usleep(1000);
+		assert_true(forward_sleeping(f->fw));
+	}
+	assert_int_equal(publish_calls, 2);
+	stop_threaded(f);
+}
+
+/* The kick's turn on a sleeping loop leaves a timed retry (a call that
+ * could not start: the gateway-wide pause): the loop must wake for it,
+ * however long the pause; it must not wait for the next event. */
+static void test_sleeping_loop_woken_for_a_pause_left_by_the_kick(void **state)
+{
+	struct fx *f = *state;
+
+	start_threaded(f, 60000, true);
+	put(f, "m1", "k1");
+	forward_kick(f->fw);
+	assert_int_equal(publish_calls, 1);
+	__atomic_add_fetch(&clock_skip, 240000, __ATOMIC_RELAXED);  /* past any pause */
+	assert_true(drained_within(f, 5000));
+	assert_int_equal(publish_calls, 2);
+	stop_threaded(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -523,6 +636,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unauthenticated_with_oauth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unauthenticated_without_oauth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_undecodable_record_dead_lettered, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sleeping_loop_takes_an_early_completion, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sleeping_loop_woken_for_a_pause_left_by_the_kick, setup,
+						teardown),
 	};
 
 	log_set_level(LOG_LVL_ERROR);

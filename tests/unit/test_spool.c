@@ -1809,6 +1809,152 @@ static void test_slow_measurements(void **state)
 	measure_open(f, "cold cache");
 }
 
+/* ---- the reader's buffer against the file (issue 12: fresh records are
+ * copied into it at append) ---------------------------------------------- */
+
+#define MIX_OPS 4000
+#define MIX_MAX 512
+#define MIX_BIG 70000           /* above the reader's 64 KiB buffer */
+
+struct mix_rec {
+	uint64_t seq;
+	uint32_t len, n;
+	bool acked, read;
+};
+
+static uint32_t mix_rand(uint32_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 17;
+	*x ^= *x << 5;
+	return *x;
+}
+
+static void mix_fill(uint8_t *b, uint32_t len, uint32_t n)
+{
+	for (uint32_t i = 0; i < len; i++)
+		b[i] = (uint8_t)(n * 31u + i * 7u + (i >> 8));
+	memcpy(b, &n, sizeof(n));
+}
+
+/* Size of the newest .seg in DIR (the write segment). */
+static off_t newest_seg_size(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char best[NAME_MAX + 1] = "", p[PATH_MAX];
+
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		if (strstr(e->d_name, ".seg") && strcmp(e->d_name, best) > 0)
+			snprintf(best, sizeof(best), "%s", e->d_name);
+	closedir(d);
+	snprintf(p, sizeof(p), "%s/%s", dir, best);
+	return file_size(p);
+}
+
+/* The next record the reader must return: the first not acked and not
+ * read since the last rewind. */
+static struct mix_rec *mix_next(struct mix_rec *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!m[i].acked && !m[i].read)
+			return &m[i];
+	return NULL;
+}
+
+static void mix_check(struct spool *sp, struct mix_rec *m, size_t n, uint8_t *want)
+{
+	struct mix_rec *e = mix_next(m, n);
+	struct spool_rec *r = NULL;
+	int rc = spool_next(sp, 0, &r);
+
+	if (!e) {
+		assert_int_equal(rc, M2Z_ERR_AGAIN);
+		return;
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(r->seq, e->seq);
+	assert_int_equal(r->len, e->len);
+	mix_fill(want, e->len, e->n);
+	assert_memory_equal(r->data, want, e->len);
+	e->read = true;
+	spool_rec_free(r);
+}
+
+/* Appends (small, some above 64 KiB, some cut short by RLIMIT_FSIZE),
+ * reads, acks, rewinds, segment rolls and reclaim in random order: every
+ * record read is the one appended, byte for byte, in seq order, and so is
+ * everything left after a reopen. */
+static void test_reader_buffer_matches_file(void **state)
+{
+	struct fx *f = *state;
+	struct spool *sp;
+	struct mix_rec *m = calloc(MIX_OPS, sizeof(*m));
+	uint8_t *b = malloc(MIX_BIG), *want = malloc(MIX_BIG);
+	struct rlimit old, lim;
+	uint32_t x = 0x9e3779b9, n = 0;
+	size_t nm = 0, failed = 0, big = 0;
+
+	assert_true(m && b && want);
+	signal(SIGXFSZ, SIG_IGN);
+	assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+	f->o.segment_bytes = 256 * 1024;
+	sp = sp_open(f);
+	for (int op = 0; op < MIX_OPS; op++) {
+		uint32_t r = mix_rand(&x) % 100;
+
+		if (r < 40 && nm < MIX_OPS) {
+			uint32_t len = mix_rand(&x) % 50 == 0 ? MIX_BIG : 12 + mix_rand(&x) % MIX_MAX;
+			bool cut = mix_rand(&x) % 12 == 0;
+			uint64_t seq = 0;
+			int rc;
+
+			mix_fill(b, len, ++n);
+			if (cut) {
+				lim = old;
+				lim.rlim_cur = (rlim_t)newest_seg_size(f->dir) + 1 + mix_rand(&x) % 20;
+				assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+			}
+			rc = spool_append(sp, b, len, &seq);
+			if (cut)
+				assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+			if (rc != 0) {
+				assert_true(cut);
+				failed++;
+				continue;
+			}
+			big += len == MIX_BIG;
+			m[nm++] = (struct mix_rec){ .seq = seq, .len = len, .n = n };
+		} else if (r < 80) {
+			mix_check(sp, m, nm, want);
+		} else if (r < 97) {
+			for (size_t i = 0; i < nm; i++)
+				if (m[i].read && !m[i].acked && mix_rand(&x) % 2) {
+					assert_int_equal(spool_ack(sp, m[i].seq), 0);
+					m[i].acked = true;
+				}
+		} else {
+			spool_rewind(sp);
+			for (size_t i = 0; i < nm; i++)
+				m[i].read = false;
+		}
+	}
+	assert_true(failed > 10 && big > 10);
+	spool_free(sp);
+	sp = sp_open(f);
+	for (size_t i = 0; i < nm; i++)
+		m[i].read = false;
+	while (mix_next(m, nm))
+		mix_check(sp, m, nm, want);
+	mix_check(sp, m, nm, want);
+	spool_free(sp);
+	signal(SIGXFSZ, SIG_DFL);
+	free(m);
+	free(b);
+	free(want);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1848,6 +1994,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_wakes_reader, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kill9, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reader_buffer_matches_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_256mib, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slow_measurements, setup, teardown),
 	};
