@@ -125,6 +125,7 @@ struct conf_spool {
 struct conf_forward {
 	int64_t retry_initial_ms;   /* default 100ms */
 	int64_t retry_max_ms;       /* default 5s (the cap of Camunda's own retry policy) */
+	uint64_t read_ahead;        /* record bytes held ahead of the gateway, default 1MiB */
 	int64_t shutdown_timeout_ms;/* wait for in-flight calls on SIGTERM, default 5s */
 	char *dead_letter_topic;    /* "" = off; else each dead letter is also published here */
 	uint64_t dead_letter_max_bytes; /* one dead-letter file, default 10MiB */

@@ -83,6 +83,7 @@ struct forward {
 	struct pend *pool, *free_pend;
 	struct keyq *kpool, *free_kq, **buckets;
 	size_t nbuckets, max_pending, npending;
+	size_t pending_bytes;        /* record bytes of the npending records */
 	int window, in_flight;
 	int consecutive_fail;
 	int64_t pause_until, pause_started;
@@ -217,6 +218,7 @@ static void key_finish(struct forward *fw, struct pend *p)
 		kq->chain = fw->free_kq;
 		fw->free_kq = kq;
 	}
+	fw->pending_bytes -= p->rec->len;
 	spool_rec_free(p->rec);
 	p->rec = NULL;
 	p->next = fw->free_pend;
@@ -451,6 +453,7 @@ static void take_record(struct forward *fw, struct spool_rec *rec, int64_t now)
 	p->rec = rec;
 	p->state = P_QUEUED;
 	fw->npending++;
+	fw->pending_bytes += rec->len;
 	if (event_decode(rec->data, rec->len, &p->ev) != M2Z_OK) {
 		memset(&p->ev, 0, sizeof(p->ev));
 		p->ev.payload = rec->data;
@@ -465,12 +468,24 @@ static void take_record(struct forward *fw, struct spool_rec *rec, int64_t now)
 	}
 }
 
+/* Room for one more record: below max_pending, and below the read_ahead
+ * bytes unless fewer than a window's worth are held (the window always
+ * fills). Records read ahead of the window let other keys pass a key whose
+ * records wait; the byte bound keeps a backlog of big records from
+ * costing max_pending of them in memory. */
+static bool may_read(const struct forward *fw)
+{
+	if (fw->npending >= fw->max_pending || fw->stopping)
+		return false;
+	return !fw->o.read_ahead || fw->npending < (size_t)fw->window ||
+	       fw->pending_bytes < fw->o.read_ahead;
+}
+
 static void read_spool(struct forward *fw, int64_t now)
 {
 	struct spool_rec *rec;
 
-	while (fw->npending < fw->max_pending && !fw->stopping &&
-	       spool_next(fw->o.spool, 0, &rec) == M2Z_OK)
+	while (may_read(fw) && spool_next(fw->o.spool, 0, &rec) == M2Z_OK)
 		take_record(fw, rec, now);
 }
 

@@ -312,6 +312,7 @@ static int start_pipeline(struct agent *ag)
 		.spool = ag->spool, .zeebe = ag->zeebe, .oauth = ag->oauth, .dead = ag->dead,
 		.window = c->zeebe.max_in_flight, .retry_initial_ms = c->forward.retry_initial_ms,
 		.retry_max_ms = c->forward.retry_max_ms,
+		.read_ahead = c->forward.read_ahead > SIZE_MAX ? SIZE_MAX : (size_t)c->forward.read_ahead,
 		.on_gateway = on_gateway, .on_gateway_arg = ag,
 	};
 	struct ingest_opts io = {
