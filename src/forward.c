@@ -80,8 +80,12 @@ struct forward {
 	/* under step_mu (the forwarder thread, or a kick's inline turn) */
 	struct list ready;
 	struct list wait;
+	/* pool and kpool: max_pending each, calloc'ed; entries are handed out
+	 * in order the first time (pool_used, kpool_used), then recycled through the free
+	 * lists, so pages never needed are never touched (RSS). */
 	struct pend *pool, *free_pend;
 	struct keyq *kpool, *free_kq, **buckets;
+	size_t pool_used, kpool_used;
 	size_t nbuckets, max_pending, npending;
 	size_t pending_bytes;        /* record bytes of the npending records */
 	int window, in_flight;
@@ -180,8 +184,10 @@ static bool key_enqueue(struct forward *fw, struct pend *p)
 		if (kq->hash == p->ev.key_hash)
 			break;
 	if (!kq) {
-		kq = fw->free_kq;
-		fw->free_kq = kq->chain;
+		if ((kq = fw->free_kq))
+			fw->free_kq = kq->chain;
+		else
+			kq = &fw->kpool[fw->kpool_used++];
 		kq->hash = p->ev.key_hash;
 		kq->head = kq->tail = NULL;
 		kq->chain = *b;
@@ -447,7 +453,10 @@ static void take_record(struct forward *fw, struct spool_rec *rec, int64_t now)
 {
 	struct pend *p = fw->free_pend;
 
-	fw->free_pend = p->next;
+	if (p)
+		fw->free_pend = p->next;
+	else
+		p = &fw->pool[fw->pool_used++];
 	memset(p, 0, offsetof(struct pend, details));
 	p->fw = fw;
 	p->rec = rec;
@@ -599,8 +608,9 @@ void forward_step(struct forward *fw)
 	read_spool(fw, now);
 	dispatch(fw, now);
 	pthread_mutex_lock(&fw->lock);
-	/* Everything pending is in flight: a completion unblocks nothing. */
-	fw->want_done = fw->stopping || fw->npending > (size_t)fw->in_flight;
+	/* Everything pending is in flight and the spool read dry: a completion
+	 * unblocks nothing. Reading stopped at a bound: it makes room. */
+	fw->want_done = fw->stopping || fw->npending > (size_t)fw->in_flight || !may_read(fw);
 	pthread_mutex_unlock(&fw->lock);
 }
 
@@ -682,12 +692,6 @@ int forward_new(const struct forward_opts *opts, const struct forward_hooks *hoo
 		free_all(fw);
 		return M2Z_ERR_NOMEM;
 	}
-	for (size_t i = 0; i < fw->max_pending; i++) {
-		fw->pool[i].next = fw->free_pend;
-		fw->free_pend = &fw->pool[i];
-		fw->kpool[i].chain = fw->free_kq;
-		fw->free_kq = &fw->kpool[i];
-	}
 	*out = fw;
 	return M2Z_OK;
 }
@@ -701,7 +705,7 @@ void forward_set_retry(struct forward *fw, int64_t initial_ms, int64_t max_ms)
 void forward_free(struct forward *fw)
 {
 	/* Everything not acknowledged stays in the spool: just free it. */
-	for (size_t i = 0; i < fw->max_pending; i++)
+	for (size_t i = 0; i < fw->pool_used; i++)
 		if (fw->pool[i].rec)
 			spool_rec_free(fw->pool[i].rec);
 	free_all(fw);
@@ -737,6 +741,7 @@ void forward_peek(struct forward *fw, struct forward_peek *out)
 	for (struct pend *p = fw->wait.head; p; p = p->next)
 		out->waiting++;
 	out->pause_until = fw->pause_until;
+	out->wakes_on_done = fw->want_done;
 }
 
 /* The caller (the MQTT thread, after an append) turns the loop itself when

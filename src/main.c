@@ -64,6 +64,7 @@
 #include "health.h"
 #include "ingest.h"
 #include "log.h"
+#include "mem.h"
 #include "metrics.h"
 #include "mqtt_in.h"
 #include "notify.h"
@@ -537,6 +538,7 @@ int main(int argc, char **argv)
 	size_t len = 0;
 	int opt, rc;
 
+	mem_tune();
 	while ((opt = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': cfg_path = optarg; break;

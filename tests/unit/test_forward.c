@@ -441,6 +441,32 @@ static void test_read_ahead_bounds_memory(void **state)
 	assert_int_equal(live(f), 22);
 }
 
+/* Reading stopped at read_ahead with every held record in flight: each
+ * completion must wake the loop to read more (else the drain crawls at one
+ * window per ACK_LAG_MS). Once the spool is read dry it need not. */
+static void test_read_ahead_bound_wakes_on_completion(void **state)
+{
+	struct fx *f = *state;
+	char id[16], key[8];
+
+	open_forwarder_ra(f, 4, false, 1);
+	for (int i = 0; i < 6; i++) {
+		snprintf(id, sizeof(id), "m%d", i);
+		snprintf(key, sizeof(key), "k%d", i);
+		put(f, id, key);
+	}
+	forward_step(f->fw);
+	assert_int_equal(peek(f).pending, 4);
+	assert_int_equal(peek(f).in_flight, 4);
+	assert_true(peek(f).wakes_on_done);
+	for (int i = 0; i < 4; i++)
+		answer(i, ZEEBE_OK);
+	forward_step(f->fw);
+	assert_int_equal(g.n_calls, 6);
+	assert_int_equal(peek(f).pending, 2);
+	assert_false(peek(f).wakes_on_done);
+}
+
 /* Without a byte bound (0) or with room (1 MiB), the forwarder reads ahead
  * by count: the other keys pass the hot key's queue. */
 static void test_read_ahead_lets_other_keys_pass(void **state)
@@ -580,6 +606,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_per_key_order_across_retries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_ahead_bounds_memory, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_ahead_lets_other_keys_pass, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_ahead_bound_wakes_on_completion, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dead_letter_written_then_acked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dead_letter_write_fails_record_kept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unauthenticated_with_oauth, setup, teardown),
