@@ -92,7 +92,9 @@ LDLIBS := $(PKG_LIBS) $(MBEDTLS_LIBS) -lm
 # gRPC core is C++ inside, and only its .so records libstdc++.
 ifeq ($(STATIC),1)
 STATIC_DEPS := $(BUILD)/static-deps
-override LDFLAGS += -L$(STATIC_DEPS)/lib
+# --gc-sections: drop the unreferenced sections the static libraries bring
+# (0.4 MB of text; README "Benchmark", static peak RSS).
+override LDFLAGS += -L$(STATIC_DEPS)/lib -Wl,--gc-sections
 LDLIBS += -lssl -lcrypto -ldl -lstdc++
 endif
 

@@ -176,6 +176,8 @@ static const struct opt opts[] = {
 	  NULL, 0, "first retry delay" },
 	{ "forward", "retry_max", T_DUR, C(forward.retry_max_ms), -1, "5s", 1, MS_DAY, NULL,
 	  NULL, 0, "retry delay cap (exponential backoff with jitter)" },
+	{ "forward", "read_ahead", T_SIZE64, C(forward.read_ahead), -1, "256KiB", 0, INT64_MAX, NULL,
+	  NULL, 0, "bytes of records held in memory ahead of the gateway (in flight or queued behind their key); a full window always is; 0 = count only (1,024)" },
 	{ "forward", "shutdown_timeout", T_DUR, C(forward.shutdown_timeout_ms), -1, "5s", 0, 600000, NULL,
 	  NULL, 0, "on SIGTERM, wait this long for calls in flight" },
 	{ "forward", "dead_letter_topic", T_STR, C(forward.dead_letter_topic), -1, NULL, NOLIM, NULL,

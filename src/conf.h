@@ -119,12 +119,13 @@ struct conf_spool {
 	int64_t max_age_ms;     /* 0 = unlimited (default) */
 	enum spool_full on_full;/* "block" (default) | "drop_oldest" | "reject_newest" */
 	uint64_t segment_bytes; /* default 16MiB */
-	uint64_t reserve_bytes; /* free space kept on the filesystem, default 1MiB */
+	uint64_t reserve_bytes; /* free space kept on the filesystem, default 256KiB */
 };
 
 struct conf_forward {
 	int64_t retry_initial_ms;   /* default 100ms */
 	int64_t retry_max_ms;       /* default 5s (the cap of Camunda's own retry policy) */
+	uint64_t read_ahead;        /* record bytes held ahead of the gateway, default 256KiB */
 	int64_t shutdown_timeout_ms;/* wait for in-flight calls on SIGTERM, default 5s */
 	char *dead_letter_topic;    /* "" = off; else each dead letter is also published here */
 	uint64_t dead_letter_max_bytes; /* one dead-letter file, default 10MiB */

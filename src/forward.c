@@ -88,9 +88,14 @@ struct forward {
 	/* under step_mu (the forwarder thread, or a kick's inline turn) */
 	struct list ready;
 	struct list wait;
+	/* pool and kpool: max_pending each, calloc'ed; entries are handed out
+	 * in order the first time (pool_used, kpool_used), then recycled through the free
+	 * lists, so pages never needed are never touched (RSS). */
 	struct pend *pool, *free_pend;
 	struct keyq *kpool, *free_kq, **buckets;
+	size_t pool_used, kpool_used;
 	size_t nbuckets, max_pending, npending;
+	size_t pending_bytes;        /* record bytes of the npending records */
 	int window, in_flight;
 	int consecutive_fail;
 	int64_t pause_until, pause_started;
@@ -189,8 +194,10 @@ static bool key_enqueue(struct forward *fw, struct pend *p)
 		if (kq->hash == p->ev.key_hash)
 			break;
 	if (!kq) {
-		kq = fw->free_kq;
-		fw->free_kq = kq->chain;
+		if ((kq = fw->free_kq))
+			fw->free_kq = kq->chain;
+		else
+			kq = &fw->kpool[fw->kpool_used++];
 		kq->hash = p->ev.key_hash;
 		kq->head = kq->tail = NULL;
 		kq->chain = *b;
@@ -227,6 +234,7 @@ static void key_finish(struct forward *fw, struct pend *p)
 		kq->chain = fw->free_kq;
 		fw->free_kq = kq;
 	}
+	fw->pending_bytes -= p->rec->len;
 	spool_rec_free(p->rec);
 	p->rec = NULL;
 	p->next = fw->free_pend;
@@ -457,12 +465,16 @@ static void take_record(struct forward *fw, struct spool_rec *rec, int64_t now)
 {
 	struct pend *p = fw->free_pend;
 
-	fw->free_pend = p->next;
+	if (p)
+		fw->free_pend = p->next;
+	else
+		p = &fw->pool[fw->pool_used++];
 	memset(p, 0, offsetof(struct pend, details));
 	p->fw = fw;
 	p->rec = rec;
 	p->state = P_QUEUED;
 	fw->npending++;
+	fw->pending_bytes += rec->len;
 	if (event_decode(rec->data, rec->len, &p->ev) != M2Z_OK) {
 		memset(&p->ev, 0, sizeof(p->ev));
 		p->ev.payload = rec->data;
@@ -477,13 +489,25 @@ static void take_record(struct forward *fw, struct spool_rec *rec, int64_t now)
 	}
 }
 
+/* Room for one more record: below max_pending, and below the read_ahead
+ * bytes unless fewer than a window's worth are held (the window always
+ * fills). Records read ahead of the window let other keys pass a key whose
+ * records wait; the byte bound keeps a backlog of big records from
+ * costing max_pending of them in memory. */
+static bool may_read(const struct forward *fw)
+{
+	if (fw->npending >= fw->max_pending || fw->stopping)
+		return false;
+	return !fw->o.read_ahead || fw->npending < (size_t)fw->window ||
+	       fw->pending_bytes < fw->o.read_ahead;
+}
+
 static void read_spool(struct forward *fw, int64_t now)
 {
 	struct spool_rec *rec;
 	int rc = M2Z_OK;
 
-	while (fw->npending < fw->max_pending && !fw->stopping &&
-	       (rc = spool_next(fw->o.spool, 0, &rec)) == M2Z_OK)
+	while (may_read(fw) && (rc = spool_next(fw->o.spool, 0, &rec)) == M2Z_OK)
 		take_record(fw, rec, now);
 	fw->spool_drained = rc == M2Z_ERR_AGAIN;
 }
@@ -609,9 +633,10 @@ void forward_step(struct forward *fw)
 	if (fw->npending > 0)
 		fw->last_busy_ms = now;
 	pthread_mutex_lock(&fw->lock);
-	/* Everything pending is in flight: a completion unblocks nothing
-	 * (a sleeping loop is woken by on_done() all the same). */
-	fw->want_done = fw->stopping || fw->npending > (size_t)fw->in_flight;
+	/* Everything pending is in flight and the spool read dry: a completion
+	 * unblocks nothing (a sleeping loop is woken by on_done() all the
+	 * same). Reading stopped at a bound: it makes room. */
+	fw->want_done = fw->stopping || fw->npending > (size_t)fw->in_flight || !may_read(fw);
 	pthread_mutex_unlock(&fw->lock);
 }
 
@@ -705,12 +730,6 @@ int forward_new(const struct forward_opts *opts, const struct forward_hooks *hoo
 		free_all(fw);
 		return M2Z_ERR_NOMEM;
 	}
-	for (size_t i = 0; i < fw->max_pending; i++) {
-		fw->pool[i].next = fw->free_pend;
-		fw->free_pend = &fw->pool[i];
-		fw->kpool[i].chain = fw->free_kq;
-		fw->free_kq = &fw->kpool[i];
-	}
 	*out = fw;
 	return M2Z_OK;
 }
@@ -724,7 +743,7 @@ void forward_set_retry(struct forward *fw, int64_t initial_ms, int64_t max_ms)
 void forward_free(struct forward *fw)
 {
 	/* Everything not acknowledged stays in the spool: just free it. */
-	for (size_t i = 0; i < fw->max_pending; i++)
+	for (size_t i = 0; i < fw->pool_used; i++)
 		if (fw->pool[i].rec)
 			spool_rec_free(fw->pool[i].rec);
 	free_all(fw);
@@ -766,6 +785,7 @@ void forward_peek(struct forward *fw, struct forward_peek *out)
 	for (struct pend *p = fw->wait.head; p; p = p->next)
 		out->waiting++;
 	out->pause_until = fw->pause_until;
+	out->wakes_on_done = fw->want_done;
 }
 
 bool forward_sleeping(struct forward *fw)

@@ -50,6 +50,9 @@ struct forward_opts {
 	struct oauth *oauth;        /* may be NULL */
 	struct deadletter *dead;    /* its on_line hook republishes, see deadletter.h */
 	int window;                 /* max calls in flight */
+	size_t read_ahead;          /* record bytes held in memory (in flight + queued
+				       behind their keys) past which no more are read,
+				       once a window's worth is held; 0 = no byte bound */
 	int64_t retry_initial_ms;
 	int64_t retry_max_ms;
 	forward_gateway_fn on_gateway; /* may be NULL */

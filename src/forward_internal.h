@@ -46,6 +46,7 @@ struct forward_peek {
 	size_t pending;             /* records taken from the spool, not yet acked */
 	size_t waiting;             /* on a retry timer (incl. a dead letter to rewrite) */
 	int64_t pause_until;        /* gateway-wide pause, monotonic ms */
+	bool wakes_on_done;         /* a completion wakes the loop (see want_done) */
 };
 void forward_peek(struct forward *fw, struct forward_peek *out);
 

@@ -64,6 +64,7 @@
 #include "health.h"
 #include "ingest.h"
 #include "log.h"
+#include "mem.h"
 #include "metrics.h"
 #include "mqtt_in.h"
 #include "notify.h"
@@ -312,6 +313,7 @@ static int start_pipeline(struct agent *ag)
 		.spool = ag->spool, .zeebe = ag->zeebe, .oauth = ag->oauth, .dead = ag->dead,
 		.window = c->zeebe.max_in_flight, .retry_initial_ms = c->forward.retry_initial_ms,
 		.retry_max_ms = c->forward.retry_max_ms,
+		.read_ahead = c->forward.read_ahead > SIZE_MAX ? SIZE_MAX : (size_t)c->forward.read_ahead,
 		.on_gateway = on_gateway, .on_gateway_arg = ag,
 	};
 	struct ingest_opts io = {
@@ -536,6 +538,7 @@ int main(int argc, char **argv)
 	size_t len = 0;
 	int opt, rc;
 
+	mem_tune();            /* before any thread allocates */
 	zeebe_process_init();
 	while ((opt = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (opt) {

@@ -122,14 +122,20 @@ static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f)
 	return remove(p);
 }
 
-static void open_forwarder(struct fx *f, int window, bool with_oauth)
+static void open_forwarder_ra(struct fx *f, int window, bool with_oauth, size_t read_ahead)
 {
 	struct forward_opts fo = {
 		.spool = f->spool, .zeebe = NULL, .oauth = with_oauth ? (struct oauth *)&f->oauth_dummy : NULL,
 		.dead = f->dead, .window = window, .retry_initial_ms = INIT_MS, .retry_max_ms = MAX_MS,
+		.read_ahead = read_ahead,
 	};
 
 	assert_int_equal(forward_new(&fo, &hooks, &f->fw), M2Z_OK);
+}
+
+static void open_forwarder(struct fx *f, int window, bool with_oauth)
+{
+	open_forwarder_ra(f, window, with_oauth, 0);
 }
 
 static int setup(void **state)
@@ -407,6 +413,86 @@ static void test_per_key_order_across_retries(void **state)
 	assert_int_equal(live(f), 0);
 }
 
+/* 20 records of one key, then one each of three others. */
+static void put_hot_key_backlog(struct fx *f)
+{
+	char id[16], key[8];
+
+	for (int i = 0; i < 23; i++) {
+		snprintf(id, sizeof(id), i < 20 ? "mK%d" : "mO%d", i);
+		snprintf(key, sizeof(key), "o%d", i);
+		put(f, id, i < 20 ? "hot" : key);
+	}
+}
+
+/* read_ahead bounds the record bytes held past a full window: one key's
+ * backlog is not read into memory behind its one call in flight. */
+static void test_read_ahead_bounds_memory(void **state)
+{
+	struct fx *f = *state;
+
+	open_forwarder_ra(f, 4, false, 1);
+	put_hot_key_backlog(f);
+	forward_step(f->fw);
+	/* a window's worth read (4), whatever their keys: 1 call, 3 queued */
+	assert_int_equal(peek(f).pending, 4);
+	assert_int_equal(g.n_calls, 1);
+	answer(0, ZEEBE_OK);
+	forward_step(f->fw);
+	assert_int_equal(peek(f).pending, 4);
+	assert_int_equal(g.n_calls, 2);
+	assert_string_equal(g.calls[1].id, "mK1");
+	assert_int_equal(live(f), 22);
+}
+
+/* Reading stopped at read_ahead with every held record in flight: each
+ * completion must wake the loop to read more (else the drain crawls at one
+ * window per ACK_LAG_MS). Once the spool is read dry it need not. */
+static void test_read_ahead_bound_wakes_on_completion(void **state)
+{
+	struct fx *f = *state;
+	char id[16], key[8];
+
+	open_forwarder_ra(f, 4, false, 1);
+	for (int i = 0; i < 6; i++) {
+		snprintf(id, sizeof(id), "m%d", i);
+		snprintf(key, sizeof(key), "k%d", i);
+		put(f, id, key);
+	}
+	forward_step(f->fw);
+	assert_int_equal(peek(f).pending, 4);
+	assert_int_equal(peek(f).in_flight, 4);
+	assert_true(peek(f).wakes_on_done);
+	for (int i = 0; i < 4; i++)
+		answer(i, ZEEBE_OK);
+	forward_step(f->fw);
+	assert_int_equal(g.n_calls, 6);
+	assert_int_equal(peek(f).pending, 2);
+	assert_false(peek(f).wakes_on_done);
+}
+
+/* Without a byte bound (0) or with room (1 MiB), the forwarder reads ahead
+ * by count: the other keys pass the hot key's queue. */
+static void test_read_ahead_lets_other_keys_pass(void **state)
+{
+	struct fx *f = *state;
+
+	open_forwarder_ra(f, 4, false, 0);
+	put_hot_key_backlog(f);
+	forward_step(f->fw);
+	assert_int_equal(peek(f).pending, 23);
+	assert_int_equal(g.n_calls, 4);
+	assert_string_equal(g.calls[0].id, "mK0");
+	assert_string_equal(g.calls[3].id, "mO22");
+	forward_free(f->fw);
+
+	put_hot_key_backlog(f);                  /* a fresh reader sees only these */
+	open_forwarder_ra(f, 4, false, 1 << 20);
+	forward_step(f->fw);
+	assert_int_equal(peek(f).pending, 23);
+	assert_int_equal(g.n_calls, 8);
+}
+
 static void test_dead_letter_written_then_acked(void **state)
 {
 	struct fx *f = *state;
@@ -631,6 +717,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_gateway_wide_pause, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_window_halving_and_growth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_per_key_order_across_retries, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_ahead_bounds_memory, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_ahead_lets_other_keys_pass, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_ahead_bound_wakes_on_completion, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dead_letter_written_then_acked, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dead_letter_write_fails_record_kept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unauthenticated_with_oauth, setup, teardown),
