@@ -88,9 +88,10 @@ struct forward {
 	/* under step_mu (the forwarder thread, or a kick's inline turn) */
 	struct list ready;
 	struct list wait;
-	/* pool and kpool: max_pending each, calloc'ed; entries are handed out
-	 * in order the first time (pool_used, kpool_used), then recycled through the free
-	 * lists, so pages never needed are never touched (RSS). */
+	/* pool and kpool: max_pending each, calloc'ed; entries are handed
+	 * out in order the first time (pool_used, kpool_used), then recycled
+	 * through the free lists, so pages never needed are never touched
+	 * (RSS). */
 	struct pend *pool, *free_pend;
 	struct keyq *kpool, *free_kq, **buckets;
 	size_t pool_used, kpool_used;
