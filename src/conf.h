@@ -119,7 +119,7 @@ struct conf_spool {
 	int64_t max_age_ms;     /* 0 = unlimited (default) */
 	enum spool_full on_full;/* "block" (default) | "drop_oldest" | "reject_newest" */
 	uint64_t segment_bytes; /* default 16MiB */
-	uint64_t reserve_bytes; /* free space kept on the filesystem, default 256KiB */
+	uint64_t reserve_bytes; /* free space kept on the filesystem, default 1MiB */
 };
 
 struct conf_forward {

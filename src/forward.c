@@ -60,7 +60,7 @@ struct forward {
 	struct forward_opts o;
 	struct forward_hooks h;
 	pthread_t thread;
-	pthread_mutex_t lock;        /* guards done, kicked, stopping, want_done */
+	pthread_mutex_t lock;        /* guards done, kicked, stopping, want_done, sleeping */
 	pthread_cond_t cond;
 	struct list done;
 	bool kicked;
