@@ -346,15 +346,18 @@ def run_one(kind, args, regime):
 
 
 def strace_counts(path):
-    calls, futex = 0, 0
+    """(all calls, futex calls, {name: calls}) from an strace -c summary."""
+    calls, futex, by = 0, 0, {}
     for line in open(path):
         f = line.split()
         if len(f) >= 5 and f[0][0].isdigit() and f[3].isdigit():
             if f[-1] == "total":
                 calls = int(f[3])
-            elif f[-1] == "futex":
-                futex = int(f[3])
-    return calls, futex
+            else:
+                by[f[-1]] = int(f[3])
+                if f[-1] == "futex":
+                    futex = int(f[3])
+    return calls, futex, by
 
 
 def syscalls_run(kind, args, n, rate):
@@ -371,7 +374,8 @@ def syscalls_run(kind, args, n, rate):
                                capture_output=True, check=True, timeout=600)
                 res.append(strace_counts(out))
             return {"syscalls_per_event": (res[0][0] - res[1][0]) / (n - 1),
-                    "futex_per_event": (res[0][1] - res[1][1]) / (n - 1)}
+                    "futex_per_event": (res[0][1] - res[1][1]) / (n - 1),
+                    "by_call": {k: (v - res[1][2].get(k, 0)) / (n - 1) for k, v in res[0][2].items()}}
         proc = start_contender(kind, args, p)
         try:
             st = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(proc.pid)],
@@ -386,8 +390,9 @@ def syscalls_run(kind, args, n, rate):
         finally:
             proc.terminate()
             proc.wait(20)
-        calls, futex = strace_counts(out)
-        return {"syscalls_per_event": calls / n, "futex_per_event": futex / n}
+        calls, futex, by = strace_counts(out)
+        return {"syscalls_per_event": calls / n, "futex_per_event": futex / n,
+                "by_call": {k: v / n for k, v in by.items()}}
     finally:
         p.stop()
 
@@ -563,8 +568,10 @@ def main():
         # a crawl (a 3,000-event run did not finish in 10 minutes).
         for k in ("agent", "limit"):
             sysc[k] = syscalls_run(k, a, int(1000 * a.paced_s), 1000)
-            print("  strace %-6s %.2f syscalls/event, %.2f futex/event" % (
-                k, sysc[k]["syscalls_per_event"], sysc[k]["futex_per_event"]), flush=True)
+            print("  strace %-6s %.2f syscalls/event, %.2f futex/event (%s)" % (
+                k, sysc[k]["syscalls_per_event"], sysc[k]["futex_per_event"],
+                ", ".join("%s %.2f" % kv for kv in sorted(sysc[k]["by_call"].items(), key=lambda kv: -kv[1])
+                          if kv[1] >= 0.05)), flush=True)
     idle = idle_run(a) if "idle" in parts else None
     mib = float(os.environ.get("BENCH_BACKLOG_MB", "256"))
     backlog = backlog_run(a, mib) if "backlog" in parts and mib > 0 and a.static_bin else None
