@@ -63,7 +63,7 @@ else
 Q := @
 endif
 
-PKGS := grpc libprotobuf-c libmosquitto libcjson libmicrohttpd
+PKGS := grpc libprotobuf-c libcjson libmicrohttpd
 PKG_STATIC := $(if $(filter 1,$(STATIC)),--static)
 STATIC_DEPS_ON := $(filter 1,$(STATIC))
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)

@@ -27,6 +27,17 @@ struct tls_conn;   /* one TCP connection, with or without TLS on top */
 int tls_conf_new(const char *ca_file, struct tls_conf **out, char *err, size_t errlen);
 void tls_conf_free(struct tls_conf *conf);
 
+/* Present CERT_FILE (PEM chain) with KEY_FILE (PEM, unencrypted) as our
+ * client certificate on every connection made with CONF. 0, or
+ * M2Z_ERR_CONFIG with ERR set. */
+int tls_conf_client_cert(struct tls_conf *conf, const char *cert_file, const char *key_file,
+			 char *err, size_t errlen);
+
+/* Accept a peer certificate whose name does not match HOST (the chain is
+ * still verified against the trust roots): the [mqtt] tls_insecure switch,
+ * for brokers reached by an address their certificate does not name. */
+void tls_conf_skip_name_check(struct tls_conf *conf);
+
 /* Resolve HOST, connect to each address in turn (non-blocking, within
  * TIMEOUT_MS overall), then, when USE_TLS, do the handshake with SNI and
  * name check against HOST. CONF may be NULL when !USE_TLS; it is borrowed
@@ -49,6 +60,14 @@ int tls_write_all(struct tls_conn *c, const void *data, size_t len,
  * closed, or TLS close_notify), or a negative M2Z_ERR_*. */
 ssize_t tls_read(struct tls_conn *c, void *buf, size_t len, int64_t timeout_ms,
 		 char *err, size_t errlen);
+
+/* The connection's socket, for poll(2), shutdown(2) or a plain-TCP read(2)
+ * by the owner (then tls_read is not used on it). Owned by C. */
+int tls_fd(const struct tls_conn *c);
+
+/* Bytes already decrypted and buffered inside the TLS layer, which a poll
+ * on tls_fd() would not see (0 for plain TCP). */
+size_t tls_pending(struct tls_conn *c);
 
 /* Sends close_notify (best effort) and frees C. NULL is fine. */
 void tls_close(struct tls_conn *c);
