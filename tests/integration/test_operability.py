@@ -380,7 +380,7 @@ def test_idle_agent_threads_sleep(agent, gateway, publish):
     """Timers run only while there is work: after its events are delivered
     the forwarder, the group commit, the token refresher and an idle job
     worker sleep without a timeout (or a long one); the main thread ticks
-    every 2 s; libmosquitto's loop waits for its 60 s keepalive. A sleeping
+    every 2 s; the MQTT thread waits for its 60 s keepalive. A sleeping
     thread is not switched out, however loaded the machine: no timing here.
     gRPC core's own timer threads are not ours and not counted."""
     a = agent(extra_ini="[worker idle]\njob_type = idle-test\ntopic = plant/{/key}/cmd\n"
@@ -397,7 +397,7 @@ def test_idle_agent_threads_sleep(agent, gateway, publish):
     after = _switches(a.proc.pid)
     woke = {k: after[k] - before.get(k, 0) for k in after}
     pid_key = next(k for k in woke if k.startswith("%d:" % a.proc.pid))
-    limits = {"m2z-forward": 1, "m2z-commit": 1, "m2z-token": 1, "m2z-worker": 1, "mosquitto loop": 2}
+    limits = {"m2z-forward": 1, "m2z-commit": 1, "m2z-token": 1, "m2z-worker": 1, "m2z-mqtt": 2}
     for k, n in woke.items():
         name = k.split(":", 1)[1]
         if name in limits:
