@@ -86,16 +86,16 @@ override CFLAGS += -std=gnu11 $(WARN) $(SAN_FLAGS) -pthread -D_GNU_SOURCE -D_FIL
 override LDFLAGS += $(SAN_FLAGS) -pthread $(if $(filter 1,$(STATIC)),-static)
 LDLIBS := $(PKG_LIBS) $(MBEDTLS_LIBS) -lm
 
-# STATIC=1: Debian ships no libmosquitto.a / libcjson.a; scripts/static-deps.sh
-# builds them from their Debian source packages into $(STATIC_DEPS)/lib.
-# libmosquitto.pc lists no Libs.private, hence the trailing -lssl -lcrypto;
-# gRPC core is C++ inside, and only its .so records libstdc++.
+# STATIC=1: Debian ships no libcjson.a (nor an HTTP-only libmicrohttpd.a);
+# scripts/static-deps.sh builds them from their Debian source packages into
+# $(STATIC_DEPS)/lib. gRPC core is C++ inside, and only its .so records
+# libstdc++.
 ifeq ($(STATIC),1)
 STATIC_DEPS := $(BUILD)/static-deps
 # --gc-sections: drop the unreferenced sections the static libraries bring
 # (0.4 MB of text; README "Benchmark", static peak RSS).
 override LDFLAGS += -L$(STATIC_DEPS)/lib -Wl,--gc-sections
-LDLIBS += -lssl -lcrypto -ldl -lstdc++
+LDLIBS += -ldl -lstdc++
 endif
 
 SRC := $(wildcard src/*.c platform/*_mbedtls.c platform/*_linux.c)

@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(
 	build-essential pkg-config make
 	libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
-	libmbedtls-dev libmosquitto-dev libcjson-dev libmicrohttpd-dev
+	libmbedtls-dev libcjson-dev libmicrohttpd-dev
 	libcmocka-dev systemd mandoc
 	clang libclang-rt-14-dev
 	mosquitto mosquitto-clients openssl

@@ -22,10 +22,11 @@ suite=${M2Z_SUITE:-bookworm}
 
 # What mqtt2zeebe links against, plus cmocka for the unit tests. libc6-dev and
 # the static-link deps of grpc (ssl, z, c-ares, re2, absl) come in as
-# dependencies. libssl-dev is named because the static libmosquitto needs it.
+# dependencies. libssl-dev is named for the static link of gRPC core (its
+# TLS), whose .pc does not pull it in.
 pkgs=(
 	libc6-dev
-	libgrpc-dev libprotobuf-c-dev libmbedtls-dev libmosquitto-dev
+	libgrpc-dev libprotobuf-c-dev libmbedtls-dev
 	libcjson-dev libcmocka-dev libssl-dev libmicrohttpd-dev
 )
 

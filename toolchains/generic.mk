@@ -8,7 +8,7 @@
 #        SYSROOT=/opt/poky/4.0/sysroots/cortexa72-poky-linux
 #   make TOOLCHAIN=generic CROSS_COMPILE=$BR/output/host/bin/arm-buildroot-linux-gnueabihf- \
 #        SYSROOT=$BR/output/staging
-# The sysroot must hold grpc, protobuf-c, mbedtls, mosquitto, cjson
+# The sysroot must hold grpc, protobuf-c, mbedtls, cjson
 # (and cmocka for the unit tests) with their .pc files. protoc-c runs on the
 # build host. Set QEMU (e.g. QEMU="qemu-aarch64 -L $SYSROOT") to run the
 # tests under emulation.
