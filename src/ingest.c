@@ -212,7 +212,7 @@ void ingest_on_message(void *arg, const char *topic, const void *payload, size_t
 
 	(void)qos;
 	if (ingest_message(ing, topic, payload, len, retain) != INGEST_NOT_KEPT)
-		return; /* kept, dead-lettered or counted: libmosquitto acks it */
+		return; /* kept, dead-lettered or counted: mqtt_in acks it */
 	/* Returning would acknowledge a message we did not keep. Leave now;
 	 * the broker redelivers it to the next run. */
 	log_warn("stopping: exiting without acknowledging the message in hand on %s", topic);

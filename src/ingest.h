@@ -1,7 +1,7 @@
 /* ingest.h - one MQTT message -> a durable spool record or a dead letter.
  *
- * Runs on libmosquitto's thread, inside the message callback: libmosquitto
- * sends the PUBACK only after the callback returns, so returning means
+ * Runs on the MQTT thread, inside the message callback: mqtt_in.c sends
+ * the PUBACK only after the callback returns, so returning means
  * "kept". The steps, in ingest.c top to bottom: route match -> render ->
  * event encode -> spool append (-> forward kick) -> return.
  *

@@ -8,12 +8,11 @@
  *                 reload, the stats line, stop. Owns struct agent and every
  *                 handle in it; frees them in stop_all() after the threads
  *                 that use them ended.
- *   MQTT loop     libmosquitto's thread (mqtt_in_start): ingest_on_message ->
- *                 routes, spool_append, deadletter_emit, forward_kick; also
- *                 worker.c's publish acknowledgements and reply messages.
- *                 Owns the ingest's render/record buffers.
- *   MQTT connect  mqtt_in.c connector_main: retries the first connect while
- *                 the broker is absent at start, then hands over to the loop.
+ *   MQTT          mqtt_in.c io_main "m2z-mqtt" (mqtt_in_start): connect and
+ *                 reconnect, read, ingest_on_message -> routes,
+ *                 spool_append, deadletter_emit, forward_kick, then the
+ *                 batch's PUBACKs; also worker.c's publish acknowledgements
+ *                 and reply messages. Owns the ingest's render/record buffers.
  *   forwarder     forward.c run(): spool_next/spool_ack, zeebe_publish,
  *                 deadletter_emit -> republish_dead -> mqtt_in_publish
  *                 (reads ag->mqtt, which is set before this thread starts).
@@ -36,7 +35,7 @@
  *   spool + dead letters (group commit) -> health + metrics -> oauth + zeebe
  *   (token, completion) -> mqtt_in_new (ag->mqtt, no thread yet) ->
  *   forward_start (forwarder) -> workers_start (workers) -> ingest_new ->
- *   mqtt_in_start (MQTT loop, MQTT connect).
+ *   mqtt_in_start (MQTT thread).
  * Stop order: STOPPING=1, metrics off -> workers_stop (jobs in hand go back)
  * -> "offline" on the status topic -> ingest_stop (ends a hold) ->
  * spool_close (wakes a blocked append; a message not kept exits without ack)
