@@ -45,6 +45,7 @@
 #define CONNACK_TIMEOUT_MS 10000         /* at most; never more than the keepalive */
 #define WRITE_TIMEOUT_MS 10000
 #define DISCONNECT_TIMEOUT_MS 500
+#define TLS_READ_MS 1000                 /* longest a TLS read holds the write lock */
 #define MAX_PENDING_SUBS 32              /* SUBSCRIBE/UNSUBSCRIBE awaiting their ack */
 
 /* An outgoing QoS 1/2 publish the broker has not completed yet. */
@@ -668,18 +669,18 @@ static int size_reader(struct mqtt_in *mi)
 /* ---- reading (IO thread) ---------------------------------------------------- */
 
 /* Plain TCP: SO_RCVTIMEO only changes when the one in force would wake us
- * later than the next duty or much too early (a setsockopt per wake-up
- * would cost as much as the read). */
+ * more than RCVTIMEO_LATE_MS after the next duty or less than half way to
+ * it (a setsockopt per wake-up would cost as much as the read). Set, it is
+ * the time to the duty plus 1 ms, so the wake-up finds the duty due. */
+#define RCVTIMEO_LATE_MS 100
 static void set_rcvtimeo(struct mqtt_in *mi, int64_t need_ms)
 {
 	struct timeval tv;
-	int64_t t;
+	int64_t t = need_ms + 1;
 
-	if (mi->rcvtimeo_ms > 0 && mi->rcvtimeo_ms <= need_ms && 2 * mi->rcvtimeo_ms >= need_ms)
+	if (mi->rcvtimeo_ms > 0 && mi->rcvtimeo_ms <= need_ms + RCVTIMEO_LATE_MS &&
+	    2 * mi->rcvtimeo_ms >= need_ms)
 		return;
-	t = need_ms * 3 / 4;
-	if (t < 1)
-		t = 1;
 	tv.tv_sec = (time_t)(t / 1000);
 	tv.tv_usec = (suseconds_t)((t % 1000) * 1000);
 	if (setsockopt(mi->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0)
@@ -714,8 +715,10 @@ static ssize_t read_some(struct mqtt_in *mi, int64_t need_ms, char *why, size_t 
 			return M2Z_ERR_NET;
 		}
 	}
+	/* Under the write lock: at most TLS_READ_MS, then writers get their
+	 * turn (mbedTLS keeps a partial record for the next call). */
 	pthread_mutex_lock(&mi->wlock);
-	n = tls_read(mi->conn, dst, room, need_ms > 1000 ? need_ms : 1000, why, wlen);
+	n = tls_read(mi->conn, dst, room, need_ms < TLS_READ_MS ? need_ms : TLS_READ_MS, why, wlen);
 	pthread_mutex_unlock(&mi->wlock);
 	return n == M2Z_ERR_TIMEOUT ? M2Z_ERR_AGAIN : n;
 }

@@ -212,19 +212,23 @@ def ev(seq, key="k"):
     return {"seq": seq, "key": key}
 
 
+def deliver(c, seq, pid):
+    """A QoS 1 event the agent must acknowledge."""
+    c.send(publish_pkt("dev/a/ev", ev(seq), pid=pid))
+    c.expect_ack(4, pid)
+
+
 # ---------------------------------------------------------------- hostile brokers
 
 def test_malformed_frame_reconnects_and_later_messages_arrive(agent, gateway, raw_broker):
     def script(c):
         c.handshake()
         if c.n == 1:
-            c.send(publish_pkt("dev/a/ev", ev(1), pid=1))
-            c.expect_ack(4, 1)
+            deliver(c, 1, 1)
             # PUBLISH with QoS 3: forbidden by the standard
             c.send(packet(0x36, mstr("dev/a/ev") + b"\x00\x02{}"))
         else:
-            c.send(publish_pkt("dev/a/ev", ev(2), pid=2))
-            c.expect_ack(4, 2)
+            deliver(c, 2, 2)
         c.idle()
 
     rb = raw_broker(script)
@@ -243,8 +247,7 @@ def test_broker_that_never_sends_connack_is_retried(agent, gateway, raw_broker):
             c.idle()          # TCP up, CONNECT read, never a CONNACK
             return
         c.handshake()
-        c.send(publish_pkt("dev/a/ev", ev(5), pid=9))
-        c.expect_ack(4, 9)
+        deliver(c, 5, 9)
         c.idle()
 
     rb = raw_broker(script)
@@ -290,8 +293,7 @@ def test_ack_for_an_id_we_never_sent_drops_the_connection(agent, gateway, raw_br
             c.send(packet(0x90, struct.pack(">H", (sub_id + 100) % 65536 or 1) + b"\x01")
                    if bad == "suback" else ack("puback", 4242))
         else:
-            c.send(publish_pkt("dev/a/ev", ev(3), pid=3))
-            c.expect_ack(4, 3)
+            deliver(c, 3, 3)
         c.idle()
 
     rb = raw_broker(script)

@@ -13,6 +13,16 @@ import util
 def tls_broker(tmp_path, certs):
     """mosquitto with a plain listener (for the test's publisher) and a TLS
     listener that requires a client certificate signed by the test CA."""
+    yield from _tls_broker(tmp_path, certs, certs.server_cert, certs.server_key)
+
+
+@pytest.fixture
+def wrong_name_broker(tmp_path, certs):
+    """As tls_broker, its certificate (test CA) naming not-localhost.example."""
+    yield from _tls_broker(tmp_path, certs, certs.wrong_name_cert, certs.wrong_name_key)
+
+
+def _tls_broker(tmp_path, certs, cert, key):
     plain, tls = util.free_port(), util.free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text("\n".join([
@@ -22,8 +32,8 @@ def tls_broker(tmp_path, certs):
         "listener %d 127.0.0.1" % plain,
         "listener %d 127.0.0.1" % tls,
         "cafile %s" % certs.ca,
-        "certfile %s" % certs.server_cert,
-        "keyfile %s" % certs.server_key,
+        "certfile %s" % cert,
+        "keyfile %s" % key,
         "require_certificate true",
         "log_dest stderr",
         "connection_messages true",
@@ -68,4 +78,30 @@ def test_broker_certificate_must_verify(agent, tls_broker, gateway, certs):
     a = agent(broker=None, sections=_mqtt(tls_broker, certs, ca_file=certs.other_ca), wait_ready=False)
     util.wait_until(lambda: "cannot connect" in a.log() or "lost" in a.log() or "TLS" in a.log()
                     or "certificate" in a.log(), 15, what="a TLS failure in the log")
+    assert "subscribed to" not in a.log()
+
+
+def test_tls_insecure_skips_only_the_name_check(agent, wrong_name_broker, gateway, certs):
+    """tls_insecure accepts a certificate for another name (the chain is
+    still verified: see the next test); without it the name must match."""
+    strict = agent(broker=None, sections=_mqtt(wrong_name_broker, certs), wait_ready=False)
+    a = agent(broker=None, sections=_mqtt(wrong_name_broker, certs, tls_insecure="true"))
+    pub = util.Publisher(wrong_name_broker.port)
+    try:
+        pub("m2z/site/tls2/event", json.dumps({"x": 2}))
+    finally:
+        pub.close()
+    (r,) = gateway.wait_for(1, status="OK")
+    assert r["correlationKey"] == "tls2"
+    util.wait_until(lambda: "certificate verification failed" in strict.log(), 15,
+                    what="the strict agent refusing the name")
+    assert "subscribed to" not in strict.log()
+    assert a.running()
+
+
+def test_tls_insecure_still_verifies_the_chain(agent, wrong_name_broker, gateway, certs):
+    a = agent(broker=None, sections=_mqtt(wrong_name_broker, certs, ca_file=certs.other_ca,
+                                          tls_insecure="true"), wait_ready=False)
+    util.wait_until(lambda: "certificate verification failed" in a.log(), 15,
+                    what="a chain failure in the log")
     assert "subscribed to" not in a.log()
