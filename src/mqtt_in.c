@@ -590,8 +590,12 @@ static void report_qos0(struct mqtt_in *mi)
 	do {
 		pthread_mutex_lock(&mi->wlock);
 		n = mi->n_qos0 < 64 ? mi->n_qos0 : 64;
+		for (size_t i = 0; i < mi->n_qos0; i++)   /* in publish order */
+			if (i < n)
+				mids[i] = mi->qos0_done[i];
+			else
+				mi->qos0_done[i - n] = mi->qos0_done[i];
 		mi->n_qos0 -= n;
-		memcpy(mids, mi->qos0_done + mi->n_qos0, n * sizeof(*mids));
 		pthread_mutex_unlock(&mi->wlock);
 		for (size_t i = 0; i < n; i++)
 			mi->pub_fn(mi->pub_arg, mids[i]);
