@@ -640,6 +640,16 @@ static int process(struct mqtt_in *mi, char *why, size_t wlen)
 			off += (size_t)fl;
 		}
 	}
+	/* A read we answer with nothing (a PUBACK, SUBACK or PINGRESP for us)
+	 * would leave its TCP ACK to the delayed-ACK timer (~40 ms; our
+	 * PUBACKs put the socket in the kernel's "pingpong" mode). A broker
+	 * that writes with Nagle on (mosquitto's default) then holds the next
+	 * PUBLISH until that ACK: a 40 ms stall per status or job publish.
+	 * So ask for the ACK now; a read we answer carries it in our reply. */
+	if (mi->acks.len == 0 && off > 0 && mi->fd >= 0) {
+		int one = 1;
+		(void)setsockopt(mi->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+	}
 	/* Acks of what was dispatched go out even when a later frame is bad. */
 	if (flush_acks(mi) != M2Z_OK && rc == M2Z_OK) {
 		snprintf(why, wlen, "write failed");
