@@ -41,6 +41,8 @@ HOSTILE = {
     "connack_twice": lambda c: c.send(connack()),
     "connect_from_broker": lambda c: c.send(packet(0x10, b"\x00\x04MQTT\x04\x02\x00\x3c\x00\x00")),
     "reserved_type_15": lambda c: c.send(b"\xf0\x00"),
+    # QoS 3 (3.3.1.2); moved here from test_mqtt_client.py
+    "qos_3": lambda c: c.send(packet(0x36, mstr("dev/a/ev") + b"\x00\x02{}")),
 }
 
 
@@ -61,6 +63,8 @@ def test_hostile_frame_drops_the_connection_then_events_flow(agent, gateway, raw
     wait_seqs(gateway, [1, 2])
     assert rb.connections >= 2
     assert "lost (" in a.log()
+    if case == "qos_3":
+        assert "malformed packet from the broker" in a.log()
     assert a.running()
     assert not rb.errors, rb.errors
     # the hostile PUBLISHes (90, 91) were never handed to ingest
