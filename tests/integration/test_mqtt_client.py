@@ -220,26 +220,6 @@ def deliver(c, seq, pid):
 
 # ---------------------------------------------------------------- hostile brokers
 
-def test_malformed_frame_reconnects_and_later_messages_arrive(agent, gateway, raw_broker):
-    def script(c):
-        c.handshake()
-        if c.n == 1:
-            deliver(c, 1, 1)
-            # PUBLISH with QoS 3: forbidden by the standard
-            c.send(packet(0x36, mstr("dev/a/ev") + b"\x00\x02{}"))
-        else:
-            deliver(c, 2, 2)
-        c.idle()
-
-    rb = raw_broker(script)
-    a = raw_agent(agent, rb)
-    wait_seqs(gateway, [1, 2])
-    assert rb.connections >= 2
-    assert "malformed packet from the broker" in a.log()
-    assert "lost (" in a.log()
-    assert not rb.errors, rb.errors
-
-
 def test_broker_that_never_sends_connack_is_retried(agent, gateway, raw_broker):
     def script(c):
         if c.n == 1:
