@@ -417,12 +417,10 @@ static int on_connack(struct mqtt_in *mi, const struct mqtt_packet *p, char *why
 	if (!p->session_present)
 		memset(mi->qos2_in, 0, sizeof(mi->qos2_in));
 	snprintf(where, sizeof(where), "%s:%d", mi->conf.host, mi->conf.port);
-	atomic_store(&mi->connected, true);
-	report(mi, MQTT_IN_CONNECTED, where);
-	log_info("connected to %s:%d as '%s' (clean_session=%s)", mi->conf.host, mi->conf.port,
-		 mi->conf.client_id, mi->conf.clean_session ? "true" : "false");
 	/* Subscribe on every connect: cheap, and right even if the broker lost
-	 * our session. One SUBSCRIBE, one write with the resent publishes. */
+	 * our session. One SUBSCRIBE, one write with the resent publishes;
+	 * "connected" (publishers may go) only after it, so a new publish
+	 * never overtakes an older one being resent. */
 	pthread_mutex_lock(&mi->subs_lock);
 	pthread_mutex_lock(&mi->wlock);
 	mi->n_pending = 0;
@@ -431,12 +429,19 @@ static int on_connack(struct mqtt_in *mi, const struct mqtt_packet *p, char *why
 		rc = encode_resend(mi, p->session_present, &out);
 	if (rc == M2Z_OK)
 		rc = send_locked(mi, &out);
+	if (rc == M2Z_OK)
+		atomic_store(&mi->connected, true);
 	pthread_mutex_unlock(&mi->wlock);
 	pthread_mutex_unlock(&mi->subs_lock);
 	buf_free(&out);
-	if (rc != M2Z_OK)
+	if (rc != M2Z_OK) {
 		snprintf(why, wlen, "cannot subscribe: %s", m2z_strerror(rc));
-	return rc;
+		return rc;
+	}
+	report(mi, MQTT_IN_CONNECTED, where);
+	log_info("connected to %s:%d as '%s' (clean_session=%s)", mi->conf.host, mi->conf.port,
+		 mi->conf.client_id, mi->conf.clean_session ? "true" : "false");
+	return M2Z_OK;
 }
 
 /* ---- dispatch (IO thread) ------------------------------------------------- */
@@ -662,15 +667,24 @@ static int process(struct mqtt_in *mi, char *why, size_t wlen)
 	return rc;
 }
 
-/* Room for the frame at the buffer's start (grown up to the protocol's
- * limit for a big one, shrunk back to RBUF_SIZE after). */
+/* Room for the frame at the buffer's start. A frame bigger than the buffer
+ * grows it with the bytes that came (doubling once half full), never with
+ * what the header merely claims: a broker that announces 256 MiB and sends
+ * 1 KiB costs RBUF_SIZE. Shrunk back to RBUF_SIZE after a big frame. */
 static int size_reader(struct mqtt_in *mi)
 {
 	ssize_t fl = mi->rlen ? mqtt_frame_len(mi->rb, mi->rlen, MAX_PACKET) : 0;
-	size_t want = fl > RBUF_SIZE ? (size_t)fl : RBUF_SIZE;
+	size_t want = RBUF_SIZE;
 	uint8_t *nb;
 
-	if (want == mi->rcap || (want < mi->rcap && mi->rlen > RBUF_SIZE))
+	if (fl > RBUF_SIZE) {
+		want = mi->rcap > RBUF_SIZE ? mi->rcap : RBUF_SIZE;
+		while (want < (size_t)fl && mi->rlen * 2 > want)
+			want *= 2;
+		if (want > (size_t)fl)
+			want = (size_t)fl;
+	}
+	if (want == mi->rcap || (want < mi->rcap && mi->rlen > want))
 		return M2Z_OK;
 	nb = realloc(mi->rb, want);
 	if (!nb)
