@@ -3,53 +3,17 @@
  * the OASIS MQTT 3.1.1 standard. */
 #include "mqtt_wire.h"
 #include "err.h"
+#include "util.h"
 
 #include <string.h>
 
 /* ---- strings and topics (1.5.3, 4.7) ------------------------------------ */
 
-/* Well-formed UTF-8 (RFC 3629, which 1.5.3 requires): no overlong forms,
- * no surrogates D800-DFFF, nothing above U+10FFFF, and no U+0000. */
-static bool utf8_valid(const uint8_t *s, size_t n)
+/* Well-formed UTF-8 (util.h: RFC 3629, no overlong forms or surrogates)
+ * without U+0000, as 1.5.3 requires of every MQTT string. */
+static bool mqtt_string_valid(const void *s, size_t n)
 {
-	size_t i = 0;
-
-	while (i < n) {
-		uint8_t c = s[i];
-		size_t k;
-		uint32_t cp;
-
-		if (c == 0)
-			return false;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF) {
-			k = 1;
-			cp = c & 0x1Fu;
-		} else if (c >= 0xE0 && c <= 0xEF) {
-			k = 2;
-			cp = c & 0x0Fu;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			k = 3;
-			cp = c & 0x07u;
-		} else {
-			return false; /* continuation byte, C0/C1 (overlong) or F5+ */
-		}
-		if (n - i <= k)
-			return false;
-		for (size_t j = 1; j <= k; j++) {
-			if ((s[i + j] & 0xC0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + j] & 0x3Fu);
-		}
-		if ((k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-		    (cp >= 0xD800 && cp <= 0xDFFF))
-			return false;
-		i += k + 1;
-	}
-	return true;
+	return !memchr(s, 0, n) && utf8_valid(s, n);
 }
 
 /* A topic name a PUBLISH may carry (4.7.3): 1..65,535 bytes of UTF-8,
@@ -60,7 +24,7 @@ static bool topic_valid(const char *t, size_t n)
 		return false;
 	if (memchr(t, '+', n) || memchr(t, '#', n))
 		return false;
-	return utf8_valid((const uint8_t *)t, n);
+	return mqtt_string_valid((const uint8_t *)t, n);
 }
 
 /* Filter levels only: '+' and '#' alone in their level, '#' last. */
@@ -88,7 +52,7 @@ bool mqtt_filter_valid(const char *filter)
 	if (!filter)
 		return false;
 	n = strlen(filter);
-	if (n == 0 || n > 65535 || !utf8_valid((const uint8_t *)filter, n))
+	if (n == 0 || n > 65535 || !mqtt_string_valid((const uint8_t *)filter, n))
 		return false;
 	if (strncmp(filter, SHARE_PREFIX, SHARE_PREFIX_LEN) == 0) {
 		/* $share/GROUP/FILTER: a group name of at least one character
@@ -372,7 +336,7 @@ static int done(struct buf *b)
 /* A client identifier, user name or will topic is a UTF-8 string. */
 static bool string_ok(const char *s, size_t n)
 {
-	return n <= 65535 && utf8_valid((const uint8_t *)s, n);
+	return n <= 65535 && mqtt_string_valid((const uint8_t *)s, n);
 }
 
 int mqtt_encode_connect(struct buf *out, const struct mqtt_connect *c)

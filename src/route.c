@@ -12,6 +12,7 @@
 #include "err.h"
 #include "event.h"
 #include "log.h"
+#include "mqtt_wire.h"
 #include "util.h"
 
 #include <cjson/cJSON.h>
@@ -200,30 +201,6 @@ static int filter_check(const char *f, char *why, size_t whylen)
 	return M2Z_OK;
 }
 
-bool topic_matches(const char *filter, const char *topic)
-{
-	const char *f = filter, *t = topic;
-
-	if (topic[0] == '$' && (filter[0] == '+' || filter[0] == '#'))
-		return false;
-	for (;;) {
-		const char *fe = strchrnul(f, '/'), *te = strchrnul(t, '/');
-		size_t fl = (size_t)(fe - f), tl = (size_t)(te - t);
-		if (fl == 1 && *f == '#')
-			return true;
-		if (!(fl == 1 && *f == '+') && (fl != tl || memcmp(f, t, fl) != 0))
-			return false;
-		if (!*fe && !*te)
-			return true;
-		if (!*fe)
-			return false;
-		if (!*te)
-			return strcmp(fe + 1, "#") == 0; /* "a/#" also matches "a" */
-		f = fe + 1;
-		t = te + 1;
-	}
-}
-
 /* ---- routes_new / free / accessors ------------------------------------------- */
 
 static void route_free(struct route *r)
@@ -316,10 +293,10 @@ static void warn_own_topics(const struct config *cfg)
 
 	for (size_t i = 0; i < cfg->n_routes; i++) {
 		const struct conf_route *r = &cfg->routes[i];
-		if (dl && dl[0] && topic_matches(r->topic, dl))
+		if (dl && dl[0] && mqtt_topic_matches(r->topic, dl, strlen(dl)))
 			log_warn("[route %s] topic %s matches [forward] dead_letter_topic %s: "
 				 "dead letters are not routed (skipped, counted as own)", r->name, r->topic, dl);
-		if (st && st[0] && topic_matches(r->topic, st))
+		if (st && st[0] && mqtt_topic_matches(r->topic, st, strlen(st)))
 			log_warn("[route %s] topic %s matches the [status] topic %s: "
 				 "the status document is not routed (skipped, counted as own)", r->name, r->topic, st);
 	}
@@ -360,8 +337,10 @@ int routes_qos(const struct routes *rt, size_t i) { return rt->r[i].cr->qos; }
 
 int routes_match(const struct routes *rt, const char *topic)
 {
+	size_t len = strlen(topic);
+
 	for (size_t i = 0; i < rt->n; i++)
-		if (topic_matches(rt->r[i].filter, topic))
+		if (mqtt_topic_matches(rt->r[i].filter, topic, len))
 			return (int)i;
 	return -1;
 }

@@ -99,10 +99,6 @@ void routes_print(const struct routes *rt, FILE *f);
 /* Index of the first route whose filter matches TOPIC, or -1. */
 int routes_match(const struct routes *rt, const char *topic);
 
-/* MQTT topic filter matching with + and # (MQTT 3.1.1 §4.7); topics that
- * start with '$' are not matched by a leading wildcard. */
-bool topic_matches(const char *filter, const char *topic);
-
 /* Render route I for one message. RECV_MS is the wall-clock receive time
  * (for time_variable). MAX_BYTES bounds the encoded request (the gateway's
  * message size limit). Returns 0, or M2Z_ERR_NOT_FOUND / M2Z_ERR_PARSE /

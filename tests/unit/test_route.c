@@ -14,6 +14,7 @@
 #include "err.h"
 #include "event.h"
 #include "log.h"
+#include "mqtt_wire.h"
 #include "route.h"
 
 #include <cjson/cJSON.h>
@@ -107,7 +108,7 @@ static void test_topic_matches(void **state)
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		if (topic_matches(cases[i].f, cases[i].t) != cases[i].m)
+		if (mqtt_topic_matches(cases[i].f, cases[i].t, strlen(cases[i].t)) != cases[i].m)
 			fail_msg("filter '%s' topic '%s': expected %d", cases[i].f, cases[i].t, cases[i].m);
 }
 
