@@ -1188,8 +1188,13 @@ static void send_sub_changes(struct mqtt_in *mi, const struct mqtt_sub *old, siz
 		qos[n_add] = next[i].qos;
 		add[n_add++] = next[i].filter;
 	}
-	if (!atomic_load(&mi->connected) || mi->n_pending + 2 > MAX_PENDING_SUBS)
+	if (!atomic_load(&mi->connected))
+		goto out;   /* the next connect subscribes the new list */
+	if (mi->n_pending + 2 > MAX_PENDING_SUBS) {
+		log_warn("%zu (un)subscriptions still await the broker's answer: this change "
+			 "takes effect at the next reconnect", mi->n_pending);
 		goto out;
+	}
 	if (n_gone && (id = alloc_mid(mi)) && mqtt_encode_unsubscribe(&b, id, gone, n_gone) == M2Z_OK)
 		mi->pending[mi->n_pending++] = id;
 	if (n_add && (id = alloc_mid(mi)) && mqtt_encode_subscribe(&b, id, add, qos, n_add) == M2Z_OK) {
@@ -1197,7 +1202,8 @@ static void send_sub_changes(struct mqtt_in *mi, const struct mqtt_sub *old, siz
 		mi->sub_mid = id;
 	}
 	if (send_locked(mi, &b) != M2Z_OK)
-		log_err("(un)subscribe failed: not connected");
+		log_warn("(un)subscribe not sent (connection lost): the next connect subscribes "
+			 "the new list");
 out:
 	buf_free(&b);
 	free(gone);
